@@ -1,0 +1,103 @@
+//! nginx side of the configuration: location conf creation, merging and directive handlers.
+
+use core::ffi::{c_char, c_void};
+use core::ptr;
+
+use ngx::core::{Pool, NGX_CONF_ERROR};
+use ngx::ffi::{ngx_command_t, ngx_conf_t, ngx_str_t, NGX_LOG_EMERG};
+use ngx::http::{HttpModuleServerConf, NgxHttpSslModule};
+use ngx::{ngx_conf_log_error, ngx_log_error};
+
+use crate::settings::{Mode, Settings};
+
+/// `ssl_verify_client off` in `ngx_http_ssl_srv_conf_t.verify`.
+const SSL_VERIFY_OFF: usize = 0;
+
+/// The module's location configuration.
+#[derive(Debug, Default)]
+pub struct LocConf {
+    pub settings: Settings,
+    /// Where `auth_cert` was written, for the error found only when merging.
+    mode_origin: (String, usize),
+}
+
+pub unsafe extern "C" fn create_loc_conf(cf: *mut ngx_conf_t) -> *mut c_void {
+    // SAFETY: nginx calls this with a valid configuration; its pool lives as long as the
+    // configuration and runs the drop cleanup that `allocate` registers.
+    let pool = unsafe { Pool::from_ngx_pool((*cf).pool) };
+    pool.allocate(LocConf::default()).cast()
+}
+
+pub unsafe extern "C" fn merge_loc_conf(
+    cf: *mut ngx_conf_t,
+    parent: *mut c_void,
+    child: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: nginx passes a valid cf and two distinct confs made by `create_loc_conf`.
+    let (cf, parent, conf) = unsafe {
+        (
+            &*cf,
+            &*parent.cast::<LocConf>(),
+            &mut *child.cast::<LocConf>(),
+        )
+    };
+    if !conf.settings.has_mode() {
+        conf.mode_origin.clone_from(&parent.mode_origin);
+    }
+    conf.settings.merge(&parent.settings);
+
+    if conf.settings.mode() == Mode::Off {
+        return ptr::null_mut();
+    }
+    // While merging, cf->ctx is the server being merged, and ngx_http_ssl_module, a static
+    // module, has merged its server configuration before this dynamic module.
+    let verify = NgxHttpSslModule::server_conf(cf).map_or(SSL_VERIFY_OFF, |s| s.verify);
+    if verify == SSL_VERIFY_OFF {
+        ngx_log_error!(
+            NGX_LOG_EMERG,
+            cf.log,
+            "\"auth_cert\" in {}:{} requires \"ssl_verify_client on\", \"optional\" or \
+             \"optional_no_ca\" in its server",
+            conf.mode_origin.0,
+            conf.mode_origin.1
+        );
+        return NGX_CONF_ERROR;
+    }
+    ptr::null_mut()
+}
+
+/// Handler of every directive of the module: the words go to [`Settings::apply`].
+pub unsafe extern "C" fn set_directive(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: nginx calls directive handlers with a valid cf, whose args hold the directive
+    // name and its arguments, and with this module's location configuration.
+    let (cf_ref, conf) = unsafe { (&*cf, &mut *conf.cast::<LocConf>()) };
+    // SAFETY: as above, cf->args is an array of ngx_str_t.
+    let words = unsafe { (*cf_ref.args).as_slice::<ngx_str_t>() };
+    let result = words
+        .iter()
+        .map(|w| w.to_str())
+        .collect::<Result<Vec<&str>, _>>()
+        .map_err(|_| "invalid UTF-8 in directive".to_owned())
+        .and_then(|words| match words.split_first() {
+            Some((name, args)) => conf.settings.apply(name, args),
+            None => Err("empty directive".to_owned()),
+        });
+    if let Err(message) = result {
+        ngx_conf_log_error!(NGX_LOG_EMERG, cf, "{}", message);
+        return NGX_CONF_ERROR;
+    }
+    if conf.settings.has_mode() && conf.mode_origin.0.is_empty() {
+        // SAFETY: while a directive is parsed, cf->conf_file is the file being read.
+        if let Some(file) = unsafe { cf_ref.conf_file.as_ref() } {
+            conf.mode_origin = (
+                String::from_utf8_lossy(file.file.name.as_bytes()).into_owned(),
+                file.line,
+            );
+        }
+    }
+    ptr::null_mut()
+}

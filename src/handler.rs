@@ -1,0 +1,193 @@
+//! The access phase: evaluate the request's certificate, let it pass or reject it.
+
+use core::ffi::c_void;
+use core::ptr;
+use std::rc::Rc;
+
+use ngx::core::Pool;
+
+use ngx::ffi::{
+    ngx_http_complex_value_t, ngx_http_err_page_t, ngx_http_finalize_request, ngx_http_request_t,
+    ngx_http_send_response, ngx_int_t, ngx_str_t, ngx_time, ngx_uint_t, NGX_DECLINED, NGX_DONE,
+    NGX_ERROR, NGX_HTTP_FORBIDDEN, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_SATISFY_ALL,
+    NGX_LOG_INFO, NGX_OK,
+};
+use ngx::http::{HttpModule, HttpModuleLocationConf, NgxHttpCoreModule, Request};
+use ngx::{ngx_log_error, ngx_string};
+
+use crate::cert::CertificateInfo;
+use crate::conf::LocConf;
+use crate::identity;
+use crate::module::Module;
+use crate::settings::Mode;
+use crate::tls::{self, PeerCertificate};
+use crate::verdict::{wire_status, Reason};
+
+/// The evaluation of one request, kept in its module context for the variables.
+pub struct RequestAuth {
+    /// The configuration it was evaluated with: a variable read in another location
+    /// (after a rewrite, say) evaluates again.
+    conf: *const LocConf,
+    /// The certificate, verified or not; variables expose it only when `trusted`.
+    pub cert: Option<Rc<CertificateInfo>>,
+    pub trusted: bool,
+    /// The identity, or why the request is not authenticated.
+    pub outcome: Result<String, Reason>,
+}
+
+fn loc_conf(r: &Request) -> Option<&LocConf> {
+    Module::location_conf(r.as_ref())
+}
+
+/// This request's evaluation, computed on first use. `None` only when memory runs out.
+pub fn evaluate(r: &Request) -> Option<&RequestAuth> {
+    let conf = loc_conf(r)?;
+    let conf_ptr: *const LocConf = conf;
+    if let Some(auth) = r.get_module_ctx::<RequestAuth>(Module::module()) {
+        if auth.conf == conf_ptr {
+            return Some(auth);
+        }
+    }
+    let auth = compute(r, conf);
+    let ctx = r.pool().allocate(auth);
+    if ctx.is_null() {
+        return None;
+    }
+    r.set_module_ctx(ctx.cast::<c_void>(), Module::module());
+    // SAFETY: allocated above in the request pool, which outlives every use of the request.
+    Some(unsafe { &*ctx })
+}
+
+fn compute(r: &Request, conf: &LocConf) -> RequestAuth {
+    // SAFETY: a request's connection is valid while the request is; its `ssl` is null on
+    // plain connections and is the TLS connection (shared by HTTP/2 streams) otherwise.
+    let peer = unsafe {
+        match (*r.connection()).ssl.as_ref() {
+            Some(ssl) => tls::peer(ssl.connection.cast()),
+            None => Some(&PeerCertificate::Absent),
+        }
+    };
+    let (cert, trusted, outcome) = match peer {
+        None => (None, false, Err(Reason::Internal)),
+        Some(PeerCertificate::Absent) => (None, false, Err(Reason::NoCert)),
+        Some(PeerCertificate::Unverified(info)) => (info.clone(), false, Err(Reason::Verify)),
+        Some(PeerCertificate::Unparseable) => (None, false, Err(Reason::Parse)),
+        Some(PeerCertificate::Verified(info)) => {
+            let outcome = conf
+                .settings
+                .policy
+                .evaluate(info, ngx_time())
+                .map(str::to_owned);
+            (Some(info.clone()), true, outcome)
+        }
+    };
+    RequestAuth {
+        conf,
+        cert,
+        trusted,
+        outcome,
+    }
+}
+
+pub unsafe extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: nginx calls phase handlers with a valid request.
+    let request = unsafe { Request::from_ngx_http_request(r) };
+    let Some(conf) = loc_conf(request) else {
+        return NGX_DECLINED as ngx_int_t;
+    };
+    let mode = conf.settings.mode();
+    if mode == Mode::Off {
+        return NGX_DECLINED as ngx_int_t;
+    }
+    let Some(auth) = evaluate(request) else {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+    };
+    match (&auth.outcome, mode) {
+        (Ok(_), Mode::On) => NGX_OK as ngx_int_t,
+        (Err(reason), Mode::On) => {
+            let reason = *reason;
+            log_rejection(request, conf, auth, reason);
+            reject(request, reason)
+        }
+        _ => NGX_DECLINED as ngx_int_t,
+    }
+}
+
+fn log_rejection(r: &Request, conf: &LocConf, auth: &RequestAuth, reason: Reason) {
+    let policy = &conf.settings.policy;
+    let identity = auth
+        .cert
+        .as_deref()
+        .and_then(|c| identity::resolve(policy.sources(), policy.identity_regex.as_ref(), c).ok())
+        .unwrap_or("");
+    let serial = auth.cert.as_deref().map_or("-", |c| c.serial.as_str());
+    // SAFETY: the request's connection and its log are valid for the request's lifetime.
+    let log = unsafe { (*r.connection()).log };
+    ngx_log_error!(
+        NGX_LOG_INFO,
+        log,
+        "auth_cert: access denied: {}, reason: {}, identity: \"{}\", serial: {}",
+        reason.message(),
+        reason.as_str(),
+        identity.escape_debug(),
+        serial
+    );
+}
+
+/// Answers a rejected request: the status goes to nginx when `error_page` or `satisfy any`
+/// must see it, otherwise the module answers with a one-line body naming the reason.
+fn reject(r: &mut Request, reason: Reason) -> ngx_int_t {
+    let Some(clcf) = NgxHttpCoreModule::location_conf(r.as_ref()) else {
+        return NGX_ERROR as ngx_int_t;
+    };
+    if matches!(reason, Reason::NoCert | Reason::Verify) {
+        // No certificate can arrive on this connection any more: let the client reconnect.
+        r.as_mut().set_keepalive(0);
+    }
+    if clcf.satisfy != NGX_HTTP_SATISFY_ALL as ngx_uint_t {
+        // Another access module may still allow the request; only 401/403 let it.
+        return NGX_HTTP_FORBIDDEN as ngx_int_t;
+    }
+    let code = reason.http_status();
+    if has_error_page(clcf.error_pages, code) {
+        return code as ngx_int_t;
+    }
+    let body = format!("auth_cert: {}: {}\n", reason.as_str(), reason.message());
+    let r: *mut ngx_http_request_t = r.into();
+    // SAFETY: `r` is the valid request of this handler; the body is copied into its pool
+    // before being referenced by the complex value.
+    unsafe {
+        let data = Pool::from_ngx_pool((*r).pool)
+            .alloc_unaligned(body.len())
+            .cast::<u8>();
+        if data.is_null() {
+            return NGX_ERROR as ngx_int_t;
+        }
+        ptr::copy_nonoverlapping(body.as_ptr(), data, body.len());
+        let mut content_type = ngx_string!("text/plain");
+        let mut value: ngx_http_complex_value_t = core::mem::zeroed();
+        value.value = ngx_str_t {
+            len: body.len(),
+            data,
+        };
+        let rc = ngx_http_send_response(
+            r,
+            ngx_uint_t::from(wire_status(code)),
+            &mut content_type,
+            &mut value,
+        );
+        ngx_http_finalize_request(r, rc);
+    }
+    NGX_DONE as ngx_int_t
+}
+
+fn has_error_page(pages: *mut ngx::ffi::ngx_array_t, code: u16) -> bool {
+    // SAFETY: clcf->error_pages is null or an array of ngx_http_err_page_t.
+    let Some(pages) = (unsafe { pages.as_ref() }) else {
+        return false;
+    };
+    // SAFETY: as above.
+    unsafe { pages.as_slice::<ngx_http_err_page_t>() }
+        .iter()
+        .any(|p| p.status == code as ngx_int_t)
+}

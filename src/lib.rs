@@ -1,0 +1,23 @@
+//! `ngx_http_auth_cert_module`: X.509 client certificate authentication for nginx.
+//!
+//! The pure logic (certificate facts, identity, policy, settings, verdicts) knows nothing of
+//! nginx and is unit-tested on its own. The nginx glue (module, configuration, phase handler,
+//! TLS connection state, variables) is compiled only into the module, never into unit tests,
+//! which cannot link against nginx's symbols.
+
+pub mod cert;
+pub mod identity;
+pub mod policy;
+pub mod settings;
+pub mod verdict;
+
+#[cfg(not(test))]
+mod conf;
+#[cfg(not(test))]
+mod handler;
+#[cfg(not(test))]
+mod module;
+#[cfg(not(test))]
+mod tls;
+#[cfg(not(test))]
+mod variables;

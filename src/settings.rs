@@ -1,0 +1,258 @@
+//! The module's directives as plain data: parsing their arguments and merging levels.
+//!
+//! The nginx side ([`crate::conf`]) only hands each directive's words to [`Settings::apply`],
+//! so every message `nginx -t` prints for a bad value is produced (and tested) here.
+
+use regex::Regex;
+
+use crate::identity::{IdentityRegex, IdentitySource};
+use crate::policy::{self, Policy};
+
+/// `auth_cert on | optional | off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Off,
+    On,
+    Optional,
+}
+
+impl Mode {
+    pub fn parse(word: &str) -> Option<Self> {
+        match word {
+            "on" => Some(Self::On),
+            "optional" => Some(Self::Optional),
+            "off" => Some(Self::Off),
+            _ => None,
+        }
+    }
+}
+
+/// The settings of one configuration level (http, server or location).
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    mode: Option<Mode>,
+    pub policy: Policy,
+}
+
+impl Settings {
+    pub fn mode(&self) -> Mode {
+        self.mode.unwrap_or(Mode::Off)
+    }
+
+    /// Whether `auth_cert` itself is written at this level (not inherited).
+    pub fn has_mode(&self) -> bool {
+        self.mode.is_some()
+    }
+
+    /// Inherits from the enclosing level what this level does not set.
+    pub fn merge(&mut self, parent: &Settings) {
+        if self.mode.is_none() {
+            self.mode = parent.mode;
+        }
+        self.policy.merge(&parent.policy);
+    }
+
+    /// Applies directive `name` with its arguments `args` (without the name).
+    pub fn apply(&mut self, name: &str, args: &[&str]) -> Result<(), String> {
+        let duplicate = || format!("\"{name}\" directive is duplicate");
+        let policy = &mut self.policy;
+        match name {
+            "auth_cert" => {
+                if self.mode.is_some() {
+                    return Err(duplicate());
+                }
+                let word = one(name, args)?;
+                self.mode = Some(Mode::parse(word).ok_or_else(|| {
+                    format!(
+                        "invalid value \"{word}\" in \"{name}\" directive, it must be \"on\", \
+                         \"optional\" or \"off\""
+                    )
+                })?);
+            }
+            "auth_cert_identity" => {
+                if policy.sources.is_some() {
+                    return Err(duplicate());
+                }
+                policy.sources = Some(each(name, args, IdentitySource::parse)?);
+            }
+            "auth_cert_identity_regex" => {
+                if policy.identity_regex.is_some() {
+                    return Err(duplicate());
+                }
+                let pattern = one(name, args)?;
+                policy.identity_regex = Some(
+                    IdentityRegex::new(pattern).map_err(|e| invalid_regex(name, pattern, &e))?,
+                );
+            }
+            "auth_cert_eku" => {
+                if !policy.eku.is_empty() {
+                    return Err(duplicate());
+                }
+                policy.eku = each(name, args, policy::parse_eku)?;
+            }
+            "auth_cert_key_usage" => {
+                if policy.key_usage != 0 {
+                    return Err(duplicate());
+                }
+                policy.key_usage = each(name, args, policy::parse_key_usage)?
+                    .into_iter()
+                    .fold(0, |bits, bit| bits | bit);
+            }
+            "auth_cert_policy" => {
+                if !policy.policies.is_empty() {
+                    return Err(duplicate());
+                }
+                policy.policies = each(name, args, policy::parse_policy_oid)?;
+            }
+            "auth_cert_issuer" => {
+                if policy.issuer.is_some() {
+                    return Err(duplicate());
+                }
+                let pattern = one(name, args)?;
+                policy.issuer =
+                    Some(Regex::new(pattern).map_err(|e| invalid_regex(name, pattern, &e))?);
+            }
+            _ => return Err(format!("unknown directive \"{name}\"")),
+        }
+        Ok(())
+    }
+}
+
+fn one<'a>(name: &str, args: &[&'a str]) -> Result<&'a str, String> {
+    match args {
+        [word] => Ok(word),
+        _ => Err(format!(
+            "invalid number of arguments in \"{name}\" directive"
+        )),
+    }
+}
+
+fn each<T>(
+    name: &str,
+    args: &[&str],
+    parse: fn(&str) -> Result<T, String>,
+) -> Result<Vec<T>, String> {
+    if args.is_empty() {
+        return Err(format!(
+            "invalid number of arguments in \"{name}\" directive"
+        ));
+    }
+    args.iter()
+        .map(|w| parse(w).map_err(|e| format!("{e} in \"{name}\" directive")))
+        .collect()
+}
+
+fn invalid_regex(name: &str, pattern: &str, error: &dyn core::fmt::Display) -> String {
+    format!("invalid regex \"{pattern}\" in \"{name}\" directive: {error}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::DEFAULT_SOURCES;
+
+    fn settings(lines: &[(&str, &[&str])]) -> Result<Settings, String> {
+        let mut s = Settings::default();
+        for (name, args) in lines {
+            s.apply(name, args)?;
+        }
+        Ok(s)
+    }
+
+    #[test]
+    fn mode_words() {
+        assert_eq!(Mode::parse("on"), Some(Mode::On));
+        assert_eq!(Mode::parse("optional"), Some(Mode::Optional));
+        assert_eq!(Mode::parse("off"), Some(Mode::Off));
+        assert_eq!(Mode::parse("On"), None);
+        assert_eq!(Settings::default().mode(), Mode::Off);
+    }
+
+    #[test]
+    fn bad_mode_names_directive_and_value() {
+        let err = settings(&[("auth_cert", &["yes"])]).unwrap_err();
+        assert_eq!(
+            err,
+            "invalid value \"yes\" in \"auth_cert\" directive, it must be \"on\", \"optional\" \
+             or \"off\""
+        );
+    }
+
+    #[test]
+    fn duplicates_are_refused() {
+        let err = settings(&[("auth_cert", &["on"]), ("auth_cert", &["off"])]).unwrap_err();
+        assert_eq!(err, "\"auth_cert\" directive is duplicate");
+        let err = settings(&[
+            ("auth_cert_identity", &["cn"]),
+            ("auth_cert_identity", &["uid"]),
+        ])
+        .unwrap_err();
+        assert_eq!(err, "\"auth_cert_identity\" directive is duplicate");
+    }
+
+    #[test]
+    fn identity_sources_in_order() {
+        let s = settings(&[("auth_cert_identity", &["upn", "oid:2.5.4.5", "cn"])]).unwrap();
+        assert_eq!(
+            s.policy.sources(),
+            &[
+                IdentitySource::Upn,
+                IdentitySource::Oid("2.5.4.5".into()),
+                IdentitySource::Cn
+            ]
+        );
+        let err = settings(&[("auth_cert_identity", &["uid", "nick"])]).unwrap_err();
+        assert_eq!(
+            err,
+            "unknown identity source \"nick\" in \"auth_cert_identity\" directive"
+        );
+    }
+
+    #[test]
+    fn regexes_are_compiled_at_configuration_time() {
+        let err = settings(&[("auth_cert_identity_regex", &["(\\d+"])]).unwrap_err();
+        assert!(
+            err.starts_with("invalid regex \"(\\d+\" in \"auth_cert_identity_regex\" directive"),
+            "{err}"
+        );
+        let err = settings(&[("auth_cert_issuer", &["[a-"])]).unwrap_err();
+        assert!(err.contains("\"auth_cert_issuer\""), "{err}");
+    }
+
+    #[test]
+    fn policy_directives() {
+        let s = settings(&[
+            ("auth_cert_eku", &["clientAuth", "1.3.6.1.4.1.311.20.2.2"]),
+            ("auth_cert_key_usage", &["digitalSignature", "keyAgreement"]),
+            ("auth_cert_policy", &["2.16.840.1.101.2.1.11.42"]),
+        ])
+        .unwrap();
+        assert_eq!(s.policy.eku.len(), 2);
+        assert_eq!(s.policy.key_usage, 0b1_0001);
+        assert_eq!(
+            s.policy.policies,
+            vec!["2.16.840.1.101.2.1.11.42".to_owned()]
+        );
+        let err = settings(&[("auth_cert_policy", &["1.2.x"])]).unwrap_err();
+        assert_eq!(
+            err,
+            "invalid certificate policy OID \"1.2.x\" in \"auth_cert_policy\" directive"
+        );
+    }
+
+    #[test]
+    fn merge_inherits_mode_and_policy() {
+        let parent =
+            settings(&[("auth_cert", &["on"]), ("auth_cert_identity", &["email"])]).unwrap();
+        let mut child = Settings::default();
+        child.merge(&parent);
+        assert_eq!(child.mode(), Mode::On);
+        assert!(child.has_mode());
+        assert_eq!(child.policy.sources(), &[IdentitySource::Email]);
+
+        let mut off = settings(&[("auth_cert", &["off"])]).unwrap();
+        off.merge(&parent);
+        assert_eq!(off.mode(), Mode::Off);
+        assert_eq!(Settings::default().policy.sources(), &DEFAULT_SOURCES);
+    }
+}

@@ -1,0 +1,125 @@
+//! The client certificate of a TLS connection, read once and kept with the connection.
+//!
+//! The parsed certificate is stored in the `SSL` object's ex_data, so every request of a
+//! keep-alive connection and every stream of an HTTP/2 connection shares one parse, and
+//! OpenSSL frees it with the connection.
+
+use core::ffi::{c_int, c_long, c_void};
+use core::ptr;
+use core::sync::atomic::{AtomicI32, Ordering};
+use std::rc::Rc;
+
+use ngx::ffi::{
+    i2d_X509, CRYPTO_get_ex_new_index, SSL_get1_peer_certificate, SSL_get_ex_data,
+    SSL_get_verify_result, SSL_set_ex_data, X509_free, CRYPTO_EX_DATA, CRYPTO_EX_INDEX_SSL, SSL,
+    X509_V_OK,
+};
+
+use crate::cert::CertificateInfo;
+
+/// What the connection's handshake established about the client certificate.
+#[derive(Debug)]
+pub enum PeerCertificate {
+    /// The client sent none.
+    Absent,
+    /// Sent, but the chain did not verify (`ssl_verify_client optional_no_ca`). Its facts
+    /// serve the log only, never a variable.
+    Unverified(Option<Rc<CertificateInfo>>),
+    /// Verified, but not parseable by this module.
+    Unparseable,
+    Verified(Rc<CertificateInfo>),
+}
+
+static EX_INDEX: AtomicI32 = AtomicI32::new(-1);
+
+/// Reserves the ex_data slot; called at configuration time, before workers start.
+pub fn init() -> bool {
+    if EX_INDEX.load(Ordering::Relaxed) >= 0 {
+        return true;
+    }
+    // SAFETY: plain OpenSSL call; `free_peer` matches CRYPTO_EX_free.
+    let index = unsafe {
+        CRYPTO_get_ex_new_index(
+            CRYPTO_EX_INDEX_SSL as c_int,
+            0,
+            ptr::null_mut(),
+            None,
+            None,
+            Some(free_peer),
+        )
+    };
+    EX_INDEX.store(index, Ordering::Relaxed);
+    index >= 0
+}
+
+unsafe extern "C" fn free_peer(
+    _parent: *mut c_void,
+    data: *mut c_void,
+    _ad: *mut CRYPTO_EX_DATA,
+    _index: c_int,
+    _argl: c_long,
+    _argp: *mut c_void,
+) {
+    if !data.is_null() {
+        // SAFETY: the slot only ever holds a pointer made by Box::into_raw in `peer`.
+        drop(unsafe { Box::from_raw(data.cast::<PeerCertificate>()) });
+    }
+}
+
+/// The client certificate of `ssl`, read on first use; `None` when it cannot be kept.
+///
+/// # Safety
+/// `ssl` must be the live `SSL` object of a connection whose handshake has completed; the
+/// result must not be used after the connection is closed.
+pub unsafe fn peer<'a>(ssl: *mut SSL) -> Option<&'a PeerCertificate> {
+    let index = EX_INDEX.load(Ordering::Relaxed);
+    if index < 0 {
+        return None;
+    }
+    // SAFETY: `ssl` is valid (caller) and the slot holds null or a PeerCertificate we own.
+    let cached = unsafe { SSL_get_ex_data(ssl, index) }.cast::<PeerCertificate>();
+    if let Some(peer) = unsafe { cached.as_ref() } {
+        return Some(peer);
+    }
+    // SAFETY: as above; the certificate reference is released by `read_peer`.
+    let peer = Box::into_raw(Box::new(unsafe { read_peer(ssl) }));
+    // SAFETY: on failure the box is ours to free; on success OpenSSL frees it via
+    // `free_peer` when the connection goes, which outlives every request using it.
+    unsafe {
+        if SSL_set_ex_data(ssl, index, peer.cast()) == 0 {
+            drop(Box::from_raw(peer));
+            return None;
+        }
+        Some(&*peer)
+    }
+}
+
+/// # Safety
+/// `ssl` must be a live `SSL` object.
+unsafe fn read_peer(ssl: *mut SSL) -> PeerCertificate {
+    // SAFETY: returns a new reference or null; freed below.
+    let x509 = unsafe { SSL_get1_peer_certificate(ssl) };
+    if x509.is_null() {
+        return PeerCertificate::Absent;
+    }
+    // SAFETY: i2d with a null output pointer only measures; with a buffer of that length it
+    // writes exactly that many bytes.
+    let der = unsafe {
+        let len = i2d_X509(x509, ptr::null_mut());
+        let mut der = vec![0u8; usize::try_from(len).unwrap_or(0)];
+        let mut out = der.as_mut_ptr();
+        if len <= 0 || i2d_X509(x509, &mut out) != len {
+            der.clear();
+        }
+        X509_free(x509);
+        der
+    };
+    let info = CertificateInfo::from_der(&der).ok().map(Rc::new);
+    // SAFETY: valid `ssl`; the result is the verification outcome of this session.
+    let verified = unsafe { SSL_get_verify_result(ssl) } == X509_V_OK as c_long;
+    match (verified, info) {
+        (true, Some(info)) => PeerCertificate::Verified(info),
+        (true, None) => PeerCertificate::Unparseable,
+        (false, info) => PeerCertificate::Unverified(info),
+    }
+}

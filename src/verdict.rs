@@ -1,0 +1,160 @@
+//! The outcome of evaluating a request: `$auth_cert_status`, `$auth_cert_reason` and the HTTP
+//! answer a rejection gets.
+
+/// `$auth_cert_status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Ok,
+    None,
+    Invalid,
+    Denied,
+    Stale,
+    Error,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::None => "none",
+            Self::Invalid => "invalid",
+            Self::Denied => "denied",
+            Self::Stale => "stale",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// `$auth_cert_reason`: why a request is not `ok`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// No client certificate on the connection.
+    NoCert,
+    /// The chain did not verify (only reachable with `ssl_verify_client optional_no_ca`).
+    Verify,
+    /// Outside notBefore..notAfter at the time of the request.
+    Expired,
+    /// The certificate verified but could not be parsed.
+    Parse,
+    /// No identity source matched.
+    Identity,
+    /// A required extended key usage is missing.
+    Eku,
+    /// A required key usage bit is missing.
+    KeyUsage,
+    /// None of the accepted certificate policies is present.
+    Policy,
+    /// The issuer DN does not match.
+    Issuer,
+    /// An internal failure (memory), never the client's fault.
+    Internal,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NoCert => "no_cert",
+            Self::Verify => "verify",
+            Self::Expired => "expired",
+            Self::Parse => "parse",
+            Self::Identity => "identity",
+            Self::Eku => "eku",
+            Self::KeyUsage => "key_usage",
+            Self::Policy => "policy",
+            Self::Issuer => "issuer",
+            Self::Internal => "internal",
+        }
+    }
+
+    pub fn status(self) -> Status {
+        match self {
+            Self::NoCert => Status::None,
+            Self::Verify | Self::Expired | Self::Parse => Status::Invalid,
+            Self::Identity | Self::Eku | Self::KeyUsage | Self::Policy | Self::Issuer => {
+                Status::Denied
+            }
+            Self::Internal => Status::Error,
+        }
+    }
+
+    /// The status code handed to nginx: 496 and 495 keep nginx's meaning for a missing or
+    /// unverified certificate (sent as 400, catchable with `error_page 495 496`), 403 for a
+    /// certificate the policy refuses.
+    pub fn http_status(self) -> u16 {
+        match self {
+            Self::NoCert => 496,
+            Self::Verify => 495,
+            Self::Internal => 500,
+            _ => 403,
+        }
+    }
+
+    /// One line for the response body and the log.
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::NoCert => "no client certificate was sent",
+            Self::Verify => "the client certificate could not be verified",
+            Self::Expired => "the client certificate is expired or not yet valid",
+            Self::Parse => "the client certificate could not be parsed",
+            Self::Identity => "no identity found in the client certificate",
+            Self::Eku => "the client certificate lacks a required extended key usage",
+            Self::KeyUsage => "the client certificate lacks a required key usage",
+            Self::Policy => "the client certificate has no accepted certificate policy",
+            Self::Issuer => "the client certificate issuer is not accepted",
+            Self::Internal => "internal error",
+        }
+    }
+}
+
+/// The status code on the wire for a code handed to nginx: nginx answers its 495 and 496
+/// with 400.
+pub fn wire_status(code: u16) -> u16 {
+    match code {
+        495 | 496 => 400,
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_follow_the_reason() {
+        assert_eq!(Reason::NoCert.status(), Status::None);
+        assert_eq!(Reason::Verify.status(), Status::Invalid);
+        assert_eq!(Reason::Expired.status(), Status::Invalid);
+        assert_eq!(Reason::Eku.status(), Status::Denied);
+        assert_eq!(Reason::Identity.status(), Status::Denied);
+        assert_eq!(Reason::Internal.status(), Status::Error);
+    }
+
+    #[test]
+    fn http_codes_keep_nginx_meaning() {
+        assert_eq!(Reason::NoCert.http_status(), 496);
+        assert_eq!(Reason::Verify.http_status(), 495);
+        assert_eq!(Reason::Issuer.http_status(), 403);
+        assert_eq!(wire_status(496), 400);
+        assert_eq!(wire_status(495), 400);
+        assert_eq!(wire_status(403), 403);
+    }
+
+    #[test]
+    fn messages_are_single_lines() {
+        for r in [
+            Reason::NoCert,
+            Reason::Verify,
+            Reason::Expired,
+            Reason::Parse,
+            Reason::Identity,
+            Reason::Eku,
+            Reason::KeyUsage,
+            Reason::Policy,
+            Reason::Issuer,
+            Reason::Internal,
+        ] {
+            assert!(!r.message().contains('\n'));
+            assert!(!r.as_str().is_empty());
+        }
+    }
+}
