@@ -1,0 +1,58 @@
+# Shared by the scripts: system packages, the build, and where its outputs are.
+# shellcheck shell=bash
+
+# Debian packages the build and the tests need.
+BUILD_PACKAGES="gcc make pkg-config clang libclang-dev libssl-dev libpcre2-dev zlib1g-dev"
+TEST_PACKAGES="openssl curl perl libio-socket-ssl-perl"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+# Installs the Debian packages that are missing (needs root or sudo).
+ensure_packages() {
+    local missing=()
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' \
+            || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    say "installing ${missing[*]}"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+ensure_rust() {
+    command -v cargo >/dev/null || {
+        echo "cargo is not installed: install Rust (https://rustup.rs) first" >&2
+        exit 1
+    }
+}
+
+# Builds the module (and, the first time, nginx from the bundled source) with cargo profile
+# $1 (dev or release). Sets MODULE_SO and NGINX_BIN.
+build_module() {
+    local profile="${1:-dev}" dir out_dir
+    dir=$([ "$profile" = dev ] && echo debug || echo "$profile")
+    say "building the module and nginx (cargo --profile $profile)"
+    out_dir=$(cargo build --profile "$profile" --message-format=json-render-diagnostics \
+        | python3 -c '
+import json, sys
+for line in sys.stdin:
+    msg = json.loads(line)
+    if msg.get("reason") == "build-script-executed" and "ngx-http-auth-cert" in msg["package_id"]:
+        print(msg["out_dir"])')
+    [ -n "$out_dir" ] || { echo "could not find the build output" >&2; exit 1; }
+    NGINX_BIN="$(cat "$out_dir/nginx-build-dir")/nginx"
+    MODULE_SO="$PWD/target/$dir/libngx_http_auth_cert_module.so"
+    [ -x "$NGINX_BIN" ] && [ -f "$MODULE_SO" ] || { echo "build outputs missing" >&2; exit 1; }
+    export NGINX_BIN MODULE_SO
+}
+
+# The main-context lines that load the module (and run workers as root when we are root,
+# since the test directories are private to their owner).
+nginx_globals() {
+    local globals="load_module $MODULE_SO;"
+    [ "$(id -u)" -eq 0 ] && globals="user root; $globals"
+    echo "$globals"
+}
