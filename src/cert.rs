@@ -336,3 +336,141 @@ pub fn hex_lower(bytes: &[u8]) -> String {
             s
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::string::BmpString;
+    use rcgen::{
+        CertificateParams, CustomExtension, DistinguishedName, DnType, DnValue,
+        ExtendedKeyUsagePurpose, KeyPair, KeyUsagePurpose, OtherNameValue, SanType,
+    };
+
+    const UID_ARCS: [u64; 7] = [0, 9, 2342, 19200300, 100, 1, 1];
+    const UPN_ARCS: [u64; 10] = [1, 3, 6, 1, 4, 1, 311, 20, 2, 3];
+
+    /// certificatePolicies with the single policy 2.16.840.1.101.2.1.11.42.
+    const DOD_POLICY_DER: [u8; 15] = [
+        0x30, 0x0d, 0x30, 0x0b, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x02, 0x01, 0x0b, 0x2a,
+    ];
+
+    fn der(params: CertificateParams) -> Vec<u8> {
+        let key = KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    fn smartcard_params() -> CertificateParams {
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CountryName, "US");
+        dn.push(DnType::OrganizationName, "U.S. Government");
+        dn.push(DnType::CustomDnType(UID_ARCS.to_vec()), "jdoe");
+        dn.push(DnType::CommonName, "DOE.JOHN.Q.1234567890");
+        params.distinguished_name = dn;
+        params.subject_alt_names = vec![
+            SanType::Rfc822Name("john.doe@example.mil".try_into().unwrap()),
+            SanType::OtherName((
+                UPN_ARCS.to_vec(),
+                OtherNameValue::Utf8String("1234567890@mil".into()),
+            )),
+            SanType::DnsName("host.example.mil".try_into().unwrap()),
+            SanType::URI("urn:uuid:f81d4fae".try_into().unwrap()),
+        ];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ClientAuth,
+            ExtendedKeyUsagePurpose::Other(vec![1, 3, 6, 1, 4, 1, 311, 20, 2, 2]),
+        ];
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::ContentCommitment,
+        ];
+        params.custom_extensions = vec![CustomExtension::from_oid_content(
+            &[2, 5, 29, 32],
+            DOD_POLICY_DER.to_vec(),
+        )];
+        params.serial_number = Some(vec![0x00, 0x8f, 0x01].into());
+        params
+    }
+
+    #[test]
+    fn reads_what_identity_and_policy_need() {
+        let der = der(smartcard_params());
+        let info = CertificateInfo::from_der(&der).unwrap();
+        assert_eq!(
+            info.subject,
+            "CN=DOE.JOHN.Q.1234567890,UID=jdoe,O=U.S. Government,C=US"
+        );
+        assert_eq!(info.issuer, info.subject);
+        assert_eq!(info.attribute_values(OID_UID).collect::<Vec<_>>(), ["jdoe"]);
+        assert_eq!(info.email(), Some("john.doe@example.mil"));
+        assert_eq!(info.upn(), Some("1234567890@mil"));
+        assert_eq!(info.san_dns, ["host.example.mil"]);
+        assert_eq!(info.san_uri, ["urn:uuid:f81d4fae"]);
+        assert_eq!(
+            info.extended_key_usage,
+            ["1.3.6.1.5.5.7.3.2", "1.3.6.1.4.1.311.20.2.2"]
+        );
+        assert_eq!(info.key_usage, Some(0b11));
+        assert_eq!(info.policies, ["2.16.840.1.101.2.1.11.42"]);
+        assert_eq!(info.serial, "8F01");
+        assert_eq!(info.fingerprint, hex_lower(&Sha256::digest(&der)));
+        assert!(info.is_valid_at(info.not_before));
+        assert!(!info.is_valid_at(info.not_after + 1));
+    }
+
+    #[test]
+    fn subject_is_escaped_as_rfc4514() {
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::OrganizationName, "Acme, Inc. <R&D>");
+        dn.push(DnType::CommonName, " #lead+1;\"x\"\\ ");
+        dn.push(DnType::OrganizationalUnitName, "Zoë Ørsted");
+        params.distinguished_name = dn;
+        let info = CertificateInfo::from_der(&der(params)).unwrap();
+        assert_eq!(
+            info.subject,
+            "OU=Zoë Ørsted,CN=\\ #lead\\+1\\;\\\"x\\\"\\\\\\ ,O=Acme\\, Inc. \\<R&D\\>"
+        );
+    }
+
+    #[test]
+    fn control_characters_and_leading_hash_are_escaped() {
+        let mut out = String::new();
+        escape_rfc4514_value(&mut out, "#a\nb");
+        assert_eq!(out, "\\#a\\0Ab");
+    }
+
+    #[test]
+    fn bmp_string_attributes_are_decoded() {
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(
+            DnType::CommonName,
+            DnValue::BmpString(BmpString::try_from("Łukasz").unwrap()),
+        );
+        params.distinguished_name = dn;
+        let info = CertificateInfo::from_der(&der(params)).unwrap();
+        assert_eq!(
+            info.attribute_values(OID_CN).collect::<Vec<_>>(),
+            ["Łukasz"]
+        );
+    }
+
+    #[test]
+    fn garbage_truncated_and_trailing_data_are_errors() {
+        let der = der(smartcard_params());
+        assert!(CertificateInfo::from_der(b"not a certificate").is_err());
+        assert!(CertificateInfo::from_der(&[]).is_err());
+        assert!(CertificateInfo::from_der(&der[..der.len() - 1]).is_err());
+        let mut trailing = der.clone();
+        trailing.push(0);
+        assert!(CertificateInfo::from_der(&trailing).is_err());
+    }
+
+    #[test]
+    fn serial_keeps_at_least_one_byte() {
+        assert_eq!(serial_hex(&[0x00]), "00");
+        assert_eq!(serial_hex(&[0x00, 0x00, 0x0a]), "0A");
+        assert_eq!(serial_hex(&[0x7f, 0x00]), "7F00");
+    }
+}
