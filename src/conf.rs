@@ -8,6 +8,7 @@ use ngx::ffi::{ngx_command_t, ngx_conf_t, ngx_str_t, NGX_LOG_EMERG};
 use ngx::http::{HttpModuleServerConf, NgxHttpSslModule};
 use ngx::{ngx_conf_log_error, ngx_log_error};
 
+use crate::session;
 use crate::settings::{Mode, Settings};
 
 /// `ssl_verify_client off` in `ngx_http_ssl_srv_conf_t.verify`.
@@ -62,6 +63,13 @@ pub unsafe extern "C" fn merge_loc_conf(
             conf.mode_origin.1
         );
         return NGX_CONF_ERROR;
+    }
+    if let Some(max_age) = conf.settings.max_age() {
+        let ctx = NgxHttpSslModule::server_conf(cf).map_or(ptr::null_mut(), |s| s.ssl.ctx);
+        // SAFETY: the SSL context of the server being merged, not serving yet.
+        if !unsafe { session::note_max_age(ctx.cast(), max_age) } {
+            return NGX_CONF_ERROR;
+        }
     }
     ptr::null_mut()
 }

@@ -8,18 +8,21 @@ use ngx::core::Pool;
 
 use ngx::ffi::{
     ngx_http_complex_value_t, ngx_http_err_page_t, ngx_http_finalize_request, ngx_http_request_t,
-    ngx_http_send_response, ngx_int_t, ngx_str_t, ngx_time, ngx_uint_t, NGX_DECLINED, NGX_DONE,
-    NGX_ERROR, NGX_HTTP_FORBIDDEN, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_SATISFY_ALL,
+    ngx_http_send_response, ngx_int_t, ngx_list_push, ngx_post_event, ngx_posted_events, ngx_str_t,
+    ngx_table_elt_t, ngx_time, ngx_uint_t, NGX_DECLINED, NGX_DONE, NGX_ERROR, NGX_HTTP_FORBIDDEN,
+    NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_SATISFY_ALL, NGX_HTTP_TEMPORARY_REDIRECT,
     NGX_LOG_INFO, NGX_OK,
 };
 use ngx::http::{HttpModule, HttpModuleLocationConf, NgxHttpCoreModule, Request};
 use ngx::{ngx_log_error, ngx_string};
 
+use crate::age::{self, Decimal};
 use crate::cert::CertificateInfo;
 use crate::conf::LocConf;
 use crate::identity;
 use crate::module::Module;
-use crate::settings::Mode;
+use crate::session;
+use crate::settings::{Mode, Stale};
 use crate::tls::{self, PeerCertificate};
 use crate::verdict::{wire_status, Reason};
 
@@ -33,6 +36,12 @@ pub struct RequestAuth {
     pub trusted: bool,
     /// The identity, or why the request is not authenticated.
     pub outcome: Result<String, Reason>,
+    /// Unix seconds of the full TLS handshake that verified the client certificate, whatever
+    /// resumption or keep-alive happened since; `None` when unknown.
+    pub auth_time: Option<i64>,
+    /// `$auth_cert_auth_time` and `$auth_cert_age`, formatted without allocating.
+    pub auth_time_text: Decimal,
+    pub age_text: Decimal,
 }
 
 fn loc_conf(r: &Request) -> Option<&LocConf> {
@@ -61,10 +70,13 @@ pub fn evaluate(r: &Request) -> Option<&RequestAuth> {
 fn compute(r: &Request, conf: &LocConf) -> RequestAuth {
     // SAFETY: a request's connection is valid while the request is; its `ssl` is null on
     // plain connections and is the TLS connection (shared by HTTP/2 streams) otherwise.
-    let peer = unsafe {
+    let (peer, auth_time) = unsafe {
         match (*r.connection()).ssl.as_ref() {
-            Some(ssl) => tls::peer(ssl.connection.cast()),
-            None => Some(&PeerCertificate::Absent),
+            Some(ssl) => (
+                tls::peer(ssl.connection.cast()),
+                session::auth_time(ssl.connection.cast()),
+            ),
+            None => (Some(&PeerCertificate::Absent), None),
         }
     };
     let (cert, trusted, outcome) = match peer {
@@ -81,11 +93,22 @@ fn compute(r: &Request, conf: &LocConf) -> RequestAuth {
             (Some(info.clone()), true, outcome)
         }
     };
+    let now = ngx_time();
+    let outcome = match (outcome, conf.settings.max_age()) {
+        (Ok(_), Some(max_age)) if age::is_stale(auth_time, now, max_age) => Err(Reason::Stale),
+        (outcome, _) => outcome,
+    };
+    let auth_time = auth_time.filter(|_| trusted);
     RequestAuth {
         conf,
         cert,
         trusted,
         outcome,
+        auth_time,
+        auth_time_text: auth_time.map(Decimal::new).unwrap_or_default(),
+        age_text: auth_time
+            .map(|t| Decimal::new(age::age(t, now)))
+            .unwrap_or_default(),
     }
 }
 
@@ -104,6 +127,10 @@ pub unsafe extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ngx_int_t
     };
     match (&auth.outcome, mode) {
         (Ok(_), Mode::On) => NGX_OK as ngx_int_t,
+        (Err(Reason::Stale), Mode::On) if conf.settings.stale() == Stale::Reauth => {
+            log_reauth(request, auth);
+            reauthenticate(request)
+        }
         (Err(reason), Mode::On) => {
             let reason = *reason;
             log_rejection(request, conf, auth, reason);
@@ -132,6 +159,63 @@ fn log_rejection(r: &Request, conf: &LocConf, auth: &RequestAuth, reason: Reason
         identity.escape_debug(),
         serial
     );
+}
+
+fn log_reauth(r: &Request, auth: &RequestAuth) {
+    let serial = auth.cert.as_deref().map_or("-", |c| c.serial.as_str());
+    // SAFETY: the request's connection and its log are valid for the request's lifetime.
+    let log = unsafe { (*r.connection()).log };
+    ngx_log_error!(
+        NGX_LOG_INFO,
+        log,
+        "auth_cert: re-authentication required: {}, reason: stale, auth_time: {}, age: {}, \
+         serial: {}",
+        Reason::Stale.message(),
+        auth.auth_time.unwrap_or(0),
+        auth.age_text.as_str(),
+        serial
+    );
+}
+
+/// Sends a stale request back to its own URL on a new connection: the connection is closed
+/// after this response (HTTP/2: the whole connection, gracefully), the session cannot be
+/// resumed any more, so the client's next handshake must present its certificate again.
+fn reauthenticate(r: &mut Request) -> ngx_int_t {
+    let r: *mut ngx_http_request_t = r.into();
+    // SAFETY: `r` is the valid request of this handler. Its unparsed URI lives in the request;
+    // the header filter makes the Location absolute with the request's scheme and host.
+    unsafe {
+        let Some(cache_control) = ngx_list_push(&mut (*r).headers_out.headers)
+            .cast::<ngx_table_elt_t>()
+            .as_mut()
+        else {
+            return NGX_ERROR as ngx_int_t;
+        };
+        cache_control.hash = 1;
+        cache_control.next = ptr::null_mut();
+        cache_control.key = ngx_string!("Cache-Control");
+        cache_control.value = ngx_string!("no-store");
+
+        (*r).set_keepalive(0);
+        if let Some(stream) = (*r).stream.as_ref() {
+            // HTTP/2: the connection's read handler, seeing `close`, sends GOAWAY, lets the
+            // streams in flight finish and then closes, as for a graceful shutdown.
+            let c = (*stream.connection).connection;
+            (*c).set_close(1);
+            ngx_post_event((*c).read, ptr::addr_of_mut!(ngx_posted_events));
+        }
+
+        let mut value: ngx_http_complex_value_t = core::mem::zeroed();
+        value.value = (*r).unparsed_uri;
+        let rc = ngx_http_send_response(
+            r,
+            NGX_HTTP_TEMPORARY_REDIRECT as ngx_uint_t,
+            ptr::null_mut(),
+            &mut value,
+        );
+        ngx_http_finalize_request(r, rc);
+    }
+    NGX_DONE as ngx_int_t
 }
 
 /// Answers a rejected request: the status goes to nginx when `error_page` or `satisfy any`

@@ -12,7 +12,7 @@ use crate::handler::{self, RequestAuth};
 type Getter = fn(&RequestAuth) -> &str;
 
 /// The variables, by name; the index is the `data` of the getter.
-const VARIABLES: [(&str, Getter); 7] = [
+const VARIABLES: [(&str, Getter); 9] = [
     ("auth_cert_status", |a| match &a.outcome {
         Ok(_) => "ok",
         Err(reason) => reason.status().as_str(),
@@ -30,6 +30,8 @@ const VARIABLES: [(&str, Getter); 7] = [
     ("auth_cert_fingerprint", |a| {
         trusted(a).map_or("", |c| &c.fingerprint)
     }),
+    ("auth_cert_auth_time", |a| a.auth_time_text.as_str()),
+    ("auth_cert_age", |a| a.age_text.as_str()),
 ];
 
 /// The certificate's facts, when its chain verified.

@@ -46,6 +46,8 @@ pub enum Reason {
     Policy,
     /// The issuer DN does not match.
     Issuer,
+    /// The certificate was verified longer ago than `auth_cert_max_age`.
+    Stale,
     /// An internal failure (memory), never the client's fault.
     Internal,
 }
@@ -62,6 +64,7 @@ impl Reason {
             Self::KeyUsage => "key_usage",
             Self::Policy => "policy",
             Self::Issuer => "issuer",
+            Self::Stale => "stale",
             Self::Internal => "internal",
         }
     }
@@ -73,6 +76,7 @@ impl Reason {
             Self::Identity | Self::Eku | Self::KeyUsage | Self::Policy | Self::Issuer => {
                 Status::Denied
             }
+            Self::Stale => Status::Stale,
             Self::Internal => Status::Error,
         }
     }
@@ -84,6 +88,7 @@ impl Reason {
         match self {
             Self::NoCert => 496,
             Self::Verify => 495,
+            Self::Stale => 401,
             Self::Internal => 500,
             _ => 403,
         }
@@ -101,6 +106,7 @@ impl Reason {
             Self::KeyUsage => "the client certificate lacks a required key usage",
             Self::Policy => "the client certificate has no accepted certificate policy",
             Self::Issuer => "the client certificate issuer is not accepted",
+            Self::Stale => "the client certificate authentication is older than allowed",
             Self::Internal => "internal error",
         }
     }
@@ -127,6 +133,7 @@ mod tests {
         assert_eq!(Reason::Eku.status(), Status::Denied);
         assert_eq!(Reason::Identity.status(), Status::Denied);
         assert_eq!(Reason::Internal.status(), Status::Error);
+        assert_eq!(Reason::Stale.status(), Status::Stale);
     }
 
     #[test]
@@ -134,6 +141,7 @@ mod tests {
         assert_eq!(Reason::NoCert.http_status(), 496);
         assert_eq!(Reason::Verify.http_status(), 495);
         assert_eq!(Reason::Issuer.http_status(), 403);
+        assert_eq!(Reason::Stale.http_status(), 401);
         assert_eq!(wire_status(496), 400);
         assert_eq!(wire_status(495), 400);
         assert_eq!(wire_status(403), 403);
@@ -151,6 +159,7 @@ mod tests {
             Reason::KeyUsage,
             Reason::Policy,
             Reason::Issuer,
+            Reason::Stale,
             Reason::Internal,
         ] {
             assert!(!r.message().contains('\n'));
