@@ -8,9 +8,8 @@ use ngx::core::Pool;
 
 use ngx::ffi::{
     ngx_http_complex_value_t, ngx_http_err_page_t, ngx_http_finalize_request, ngx_http_request_t,
-    ngx_http_send_response, ngx_int_t, ngx_list_push, ngx_post_event, ngx_posted_events, ngx_str_t,
-    ngx_table_elt_t, ngx_time, ngx_uint_t, NGX_DECLINED, NGX_DONE, NGX_ERROR, NGX_HTTP_FORBIDDEN,
-    NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_SATISFY_ALL, NGX_HTTP_TEMPORARY_REDIRECT,
+    ngx_http_send_response, ngx_int_t, ngx_str_t, ngx_time, ngx_uint_t, NGX_DECLINED, NGX_DONE,
+    NGX_ERROR, NGX_HTTP_FORBIDDEN, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_SATISFY_ALL,
     NGX_LOG_INFO, NGX_OK,
 };
 use ngx::http::{HttpModule, HttpModuleLocationConf, NgxHttpCoreModule, Request};
@@ -21,10 +20,10 @@ use crate::cert::CertificateInfo;
 use crate::conf::LocConf;
 use crate::identity;
 use crate::module::Module;
-use crate::session;
 use crate::settings::{Mode, Stale};
 use crate::tls::{self, PeerCertificate};
 use crate::verdict::{wire_status, Reason};
+use crate::{reauth, session};
 
 /// The evaluation of one request, kept in its module context for the variables.
 pub struct RequestAuth {
@@ -129,7 +128,8 @@ pub unsafe extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ngx_int_t
         (Ok(_), Mode::On) => NGX_OK as ngx_int_t,
         (Err(Reason::Stale), Mode::On) if conf.settings.stale() == Stale::Reauth => {
             log_reauth(request, auth);
-            reauthenticate(request)
+            // SAFETY: the request of this access phase handler.
+            unsafe { reauth::redirect(r) }
         }
         (Err(reason), Mode::On) => {
             let reason = *reason;
@@ -175,47 +175,6 @@ fn log_reauth(r: &Request, auth: &RequestAuth) {
         auth.age_text.as_str(),
         serial
     );
-}
-
-/// Sends a stale request back to its own URL on a new connection: the connection is closed
-/// after this response (HTTP/2: the whole connection, gracefully), the session cannot be
-/// resumed any more, so the client's next handshake must present its certificate again.
-fn reauthenticate(r: &mut Request) -> ngx_int_t {
-    let r: *mut ngx_http_request_t = r.into();
-    // SAFETY: `r` is the valid request of this handler. Its unparsed URI lives in the request;
-    // the header filter makes the Location absolute with the request's scheme and host.
-    unsafe {
-        let Some(cache_control) = ngx_list_push(&mut (*r).headers_out.headers)
-            .cast::<ngx_table_elt_t>()
-            .as_mut()
-        else {
-            return NGX_ERROR as ngx_int_t;
-        };
-        cache_control.hash = 1;
-        cache_control.next = ptr::null_mut();
-        cache_control.key = ngx_string!("Cache-Control");
-        cache_control.value = ngx_string!("no-store");
-
-        (*r).set_keepalive(0);
-        if let Some(stream) = (*r).stream.as_ref() {
-            // HTTP/2: the connection's read handler, seeing `close`, sends GOAWAY, lets the
-            // streams in flight finish and then closes, as for a graceful shutdown.
-            let c = (*stream.connection).connection;
-            (*c).set_close(1);
-            ngx_post_event((*c).read, ptr::addr_of_mut!(ngx_posted_events));
-        }
-
-        let mut value: ngx_http_complex_value_t = core::mem::zeroed();
-        value.value = (*r).unparsed_uri;
-        let rc = ngx_http_send_response(
-            r,
-            NGX_HTTP_TEMPORARY_REDIRECT as ngx_uint_t,
-            ptr::null_mut(),
-            &mut value,
-        );
-        ngx_http_finalize_request(r, rc);
-    }
-    NGX_DONE as ngx_int_t
 }
 
 /// Answers a rejected request: the status goes to nginx when `error_page` or `satisfy any`

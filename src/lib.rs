@@ -19,6 +19,8 @@ mod handler;
 #[cfg(not(test))]
 mod module;
 #[cfg(not(test))]
+mod reauth;
+#[cfg(not(test))]
 mod session;
 #[cfg(not(test))]
 mod tls;
