@@ -68,6 +68,11 @@ http {
             auth_cert_stale reject;
             proxy_pass http://127.0.0.1:8081/;
         }
+
+        location /optional/ {
+            auth_cert optional;
+            proxy_pass http://127.0.0.1:8081/;
+        }
     }
 
     # nginx's shared session cache (TLS 1.3: stateful tickets)
@@ -86,6 +91,11 @@ http {
             auth_cert_stale reject;
             proxy_pass http://127.0.0.1:8081/;
         }
+
+        location /optional/ {
+            auth_cert optional;
+            proxy_pass http://127.0.0.1:8081/;
+        }
     }
 
     # session tickets
@@ -102,6 +112,11 @@ http {
 
         location /reject/ {
             auth_cert_stale reject;
+            proxy_pass http://127.0.0.1:8081/;
+        }
+
+        location /optional/ {
+            auth_cert optional;
             proxy_pass http://127.0.0.1:8081/;
         }
     }
@@ -158,7 +173,7 @@ $pki->cert('client', issuer => 'ca', subject => '/UID=jdoe/CN=John Doe');
 my @versions = ('TLSv1_2', 'TLSv1_3');
 my %modes = (none => 8443, cache => 8444, tickets => 8445);
 my @modes = qw/ none cache tickets /;
-my $per_cell = 22;
+my $per_cell = 23;
 
 $t->try_run('no auth_cert')->plan($per_cell * @versions * @modes + 12 + 2);
 
@@ -350,6 +365,10 @@ for my $v (@versions) {
 		is(status($r), 401, "$c->{name}: auth_cert_stale reject");
 		is(body($r), "auth_cert: stale: the client certificate authentication is older "
 			. "than allowed\n", "$c->{name}: stale body");
+
+		$r = request($c->{first}, '/optional/');
+		like(body($r), qr/^reused=\S+ auth_time=$c->{auth_time} age=[3-9] status=stale /,
+			"$c->{name}: optional: stale reaches the backend");
 
 		# The stale session is not resumed: a client whose card is pulled gets a full
 		# handshake without a certificate, and is refused.
