@@ -1,5 +1,6 @@
 //! The access phase: evaluate the request's certificate, let it pass or reject it.
 
+use core::cell::OnceCell;
 use core::ffi::c_void;
 use core::ptr;
 use std::rc::Rc;
@@ -38,9 +39,12 @@ pub struct RequestAuth {
     /// Unix seconds of the full TLS handshake that verified the client certificate, whatever
     /// resumption or keep-alive happened since; `None` when unknown.
     pub auth_time: Option<i64>,
-    /// `$auth_cert_auth_time` and `$auth_cert_age`, formatted without allocating.
-    pub auth_time_text: Decimal,
-    pub age_text: Decimal,
+    /// Seconds since `auth_time` when the request was evaluated.
+    pub age: Option<i64>,
+    /// `$auth_cert_auth_time` and `$auth_cert_age`, formatted on first use, without
+    /// allocating.
+    pub auth_time_text: OnceCell<Decimal>,
+    pub age_text: OnceCell<Decimal>,
 }
 
 fn loc_conf(r: &Request) -> Option<&LocConf> {
@@ -104,10 +108,9 @@ fn compute(r: &Request, conf: &LocConf) -> RequestAuth {
         trusted,
         outcome,
         auth_time,
-        auth_time_text: auth_time.map(Decimal::new).unwrap_or_default(),
-        age_text: auth_time
-            .map(|t| Decimal::new(age::age(t, now)))
-            .unwrap_or_default(),
+        age: auth_time.map(|t| age::age(t, now)),
+        auth_time_text: OnceCell::new(),
+        age_text: OnceCell::new(),
     }
 }
 
@@ -172,7 +175,7 @@ fn log_reauth(r: &Request, auth: &RequestAuth) {
          serial: {}",
         Reason::Stale.message(),
         auth.auth_time.unwrap_or(0),
-        auth.age_text.as_str(),
+        auth.age.unwrap_or(0),
         serial
     );
 }

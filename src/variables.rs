@@ -6,6 +6,7 @@ use ngx::ffi::{
 };
 use ngx::http::Request;
 
+use crate::age::Decimal;
 use crate::handler::{self, RequestAuth};
 
 /// Reads one variable's value out of a request's evaluation.
@@ -30,9 +31,20 @@ const VARIABLES: [(&str, Getter); 9] = [
     ("auth_cert_fingerprint", |a| {
         trusted(a).map_or("", |c| &c.fingerprint)
     }),
-    ("auth_cert_auth_time", |a| a.auth_time_text.as_str()),
-    ("auth_cert_age", |a| a.age_text.as_str()),
+    ("auth_cert_auth_time", |a| {
+        a.auth_time_text
+            .get_or_init(|| decimal(a.auth_time))
+            .as_str()
+    }),
+    ("auth_cert_age", |a| {
+        a.age_text.get_or_init(|| decimal(a.age)).as_str()
+    }),
 ];
+
+/// A number for a variable; empty when unknown.
+fn decimal(value: Option<i64>) -> Decimal {
+    value.map(Decimal::new).unwrap_or_default()
+}
 
 /// The certificate's facts, when its chain verified.
 fn trusted(auth: &RequestAuth) -> Option<&crate::cert::CertificateInfo> {
