@@ -129,7 +129,9 @@ pub unsafe extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ngx_int_t
     };
     match (&auth.outcome, mode) {
         (Ok(_), Mode::On) => NGX_OK as ngx_int_t,
-        (Err(Reason::Stale), Mode::On) if conf.settings.stale() == Stale::Reauth => {
+        (Err(Reason::Stale), Mode::On)
+            if conf.settings.stale() == Stale::Reauth && satisfy_all(request) =>
+        {
             log_reauth(request, auth);
             // SAFETY: the request of this access phase handler.
             unsafe { reauth::redirect(r) }
@@ -162,6 +164,13 @@ fn log_rejection(r: &Request, conf: &LocConf, auth: &RequestAuth, reason: Reason
         identity.escape_debug(),
         serial
     );
+}
+
+/// Whether the location needs every access module to allow (`satisfy all`): under
+/// `satisfy any`, a stale request is a plain rejection that another module may overrule.
+fn satisfy_all(r: &Request) -> bool {
+    NgxHttpCoreModule::location_conf(r.as_ref())
+        .is_some_and(|clcf| clcf.satisfy == NGX_HTTP_SATISFY_ALL as ngx_uint_t)
 }
 
 fn log_reauth(r: &Request, auth: &RequestAuth) {

@@ -25,7 +25,7 @@ select STDOUT; $| = 1;
 eval { require IO::Socket::SSL; };
 plan(skip_all => 'IO::Socket::SSL not installed') if $@;
 
-my $t = Test::Nginx->new()->has(qw/http http_ssl proxy/)->has_daemon('openssl');
+my $t = Test::Nginx->new()->has(qw/http http_ssl proxy access/)->has_daemon('openssl');
 
 $t->write_file_expand('nginx.conf', <<'EOF');
 
@@ -73,6 +73,19 @@ http {
             auth_cert optional;
             proxy_pass http://127.0.0.1:8081/;
         }
+
+        location /any/ {
+            satisfy any;
+            deny all;
+            proxy_pass http://127.0.0.1:8081/;
+        }
+
+        location /any-local/ {
+            satisfy any;
+            allow 127.0.0.1;
+            deny all;
+            proxy_pass http://127.0.0.1:8081/;
+        }
     }
 
     # nginx's shared session cache (TLS 1.3: stateful tickets)
@@ -96,6 +109,19 @@ http {
             auth_cert optional;
             proxy_pass http://127.0.0.1:8081/;
         }
+
+        location /any/ {
+            satisfy any;
+            deny all;
+            proxy_pass http://127.0.0.1:8081/;
+        }
+
+        location /any-local/ {
+            satisfy any;
+            allow 127.0.0.1;
+            deny all;
+            proxy_pass http://127.0.0.1:8081/;
+        }
     }
 
     # session tickets
@@ -117,6 +143,19 @@ http {
 
         location /optional/ {
             auth_cert optional;
+            proxy_pass http://127.0.0.1:8081/;
+        }
+
+        location /any/ {
+            satisfy any;
+            deny all;
+            proxy_pass http://127.0.0.1:8081/;
+        }
+
+        location /any-local/ {
+            satisfy any;
+            allow 127.0.0.1;
+            deny all;
             proxy_pass http://127.0.0.1:8081/;
         }
     }
@@ -173,7 +212,7 @@ $pki->cert('client', issuer => 'ca', subject => '/UID=jdoe/CN=John Doe');
 my @versions = ('TLSv1_2', 'TLSv1_3');
 my %modes = (none => 8443, cache => 8444, tickets => 8445);
 my @modes = qw/ none cache tickets /;
-my $per_cell = 23;
+my $per_cell = 25;
 
 $t->try_run('no auth_cert')->plan($per_cell * @versions * @modes + 12 + 2);
 
@@ -369,6 +408,11 @@ for my $v (@versions) {
 		$r = request($c->{first}, '/optional/');
 		like(body($r), qr/^reused=\S+ auth_time=$c->{auth_time} age=[3-9] status=stale /,
 			"$c->{name}: optional: stale reaches the backend");
+
+		is(status(request($c->{first}, '/any/')), 403,
+			"$c->{name}: satisfy any: stale is a 403");
+		like(request($c->{first}, '/any-local/'), qr/^HTTP\/1\.1 200.*status=stale /ms,
+			"$c->{name}: satisfy any: another module allows");
 
 		# The stale session is not resumed: a client whose card is pulled gets a full
 		# handshake without a certificate, and is refused.
