@@ -15,7 +15,9 @@
 //!   handshake limit (or missing), so the client falls back to a full handshake and must
 //!   present its certificate again; the ticket generate callback shortens each new session's
 //!   lifetime to what is left of that limit;
-//! - nginx's shared-cache lookup (wrapped) refuses such sessions too.
+//! - nginx's shared-cache lookup (wrapped) refuses such sessions too; OpenSSL's internal cache
+//!   (`ssl_session_cache builtin`), which no callback can check, is not consulted where a limit
+//!   applies.
 //!
 //! Sessions are looked up before the SNI callback selects the server, in the context of the
 //! listen socket's default server, so the handshake limit of that context is the smallest
@@ -29,14 +31,15 @@ use core::sync::atomic::{AtomicI32, Ordering};
 use ngx::ffi::{
     ngx_http_conf_addr_t, ngx_http_conf_port_t, ngx_http_core_main_conf_t,
     ngx_http_core_srv_conf_t, ngx_http_ssl_module, ngx_http_ssl_srv_conf_t, ngx_time,
-    CRYPTO_get_ex_new_index, SSL_CTX_get_ex_data, SSL_CTX_get_timeout, SSL_CTX_get_verify_callback,
-    SSL_CTX_get_verify_mode, SSL_CTX_sess_get_get_cb, SSL_CTX_sess_set_get_cb, SSL_CTX_set_ex_data,
-    SSL_CTX_set_session_ticket_cb, SSL_CTX_set_timeout, SSL_CTX_set_verify, SSL_SESSION_free,
-    SSL_SESSION_get0_ticket_appdata, SSL_SESSION_get_time, SSL_SESSION_get_timeout,
-    SSL_SESSION_set1_ticket_appdata, SSL_SESSION_set_timeout, SSL_get_SSL_CTX,
-    SSL_get_ex_data_X509_STORE_CTX_idx, SSL_get_session, SSL_verify_cb,
-    X509_STORE_CTX_get_error_depth, X509_STORE_CTX_get_ex_data, CRYPTO_EX_DATA,
-    CRYPTO_EX_INDEX_SSL_CTX, SSL, SSL_CTX, SSL_SESSION, SSL_TICKET_RETURN,
+    CRYPTO_get_ex_new_index, SSL_CTX_ctrl, SSL_CTX_get_ex_data, SSL_CTX_get_timeout,
+    SSL_CTX_get_verify_callback, SSL_CTX_get_verify_mode, SSL_CTX_sess_get_get_cb,
+    SSL_CTX_sess_set_get_cb, SSL_CTX_set_ex_data, SSL_CTX_set_session_ticket_cb,
+    SSL_CTX_set_timeout, SSL_CTX_set_verify, SSL_SESSION_free, SSL_SESSION_get0_ticket_appdata,
+    SSL_SESSION_get_time, SSL_SESSION_get_timeout, SSL_SESSION_set1_ticket_appdata,
+    SSL_SESSION_set_timeout, SSL_get_SSL_CTX, SSL_get_ex_data_X509_STORE_CTX_idx, SSL_get_session,
+    SSL_verify_cb, X509_STORE_CTX_get_error_depth, X509_STORE_CTX_get_ex_data, CRYPTO_EX_DATA,
+    CRYPTO_EX_INDEX_SSL_CTX, SSL, SSL_CTRL_GET_SESS_CACHE_MODE, SSL_CTRL_SET_SESS_CACHE_MODE,
+    SSL_CTX, SSL_SESSION, SSL_SESS_CACHE_NO_INTERNAL_LOOKUP, SSL_TICKET_RETURN,
     SSL_TICKET_RETURN_IGNORE_RENEW, SSL_TICKET_RETURN_USE, SSL_TICKET_RETURN_USE_RENEW,
     SSL_TICKET_STATUS, SSL_TICKET_SUCCESS, SSL_TICKET_SUCCESS_RENEW, SSL_VERIFY_NONE,
     X509_STORE_CTX,
@@ -227,15 +230,31 @@ unsafe fn limit_address(addr: &ngx_http_conf_addr_t) {
     // SAFETY: the context is live and not serving yet.
     if let Some(hooks) = unsafe { default_ctx.as_mut().and_then(|c| hooks_mut(c)) } {
         hooks.handshake_max_age = age::stricter(hooks.handshake_max_age, Some(limit));
-        // TLS 1.2 sessions keep the time of their full handshake: a context timeout within the
-        // limit also bounds sessions nginx's builtin cache keeps.
         // SAFETY: live context, configuration time.
         unsafe {
+            // TLS 1.2 sessions keep the time of their full handshake: a context timeout
+            // within the limit bounds them wherever they are kept.
             let timeout = SSL_CTX_get_timeout(default_ctx);
             let limit = c_long::try_from(limit).unwrap_or(c_long::MAX);
             if timeout <= 0 || timeout > limit {
                 SSL_CTX_set_timeout(default_ctx, limit);
             }
+            // OpenSSL's internal cache (`ssl_session_cache builtin`) answers before any
+            // callback could check a session, and would resume sessions made without a
+            // certificate: with a limit, sessions are resumed from tickets and nginx's shared
+            // cache only, which are checked.
+            let mode = SSL_CTX_ctrl(
+                default_ctx,
+                SSL_CTRL_GET_SESS_CACHE_MODE as c_int,
+                0,
+                ptr::null_mut(),
+            );
+            SSL_CTX_ctrl(
+                default_ctx,
+                SSL_CTRL_SET_SESS_CACHE_MODE as c_int,
+                mode | SSL_SESS_CACHE_NO_INTERNAL_LOOKUP as c_long,
+                ptr::null_mut(),
+            );
         }
     }
 }

@@ -1,8 +1,9 @@
 #!/usr/bin/perl
 
 # Tests for auth_cert_max_age and auth_cert_stale: the time of the certificate authentication
-# across TLS 1.2 and 1.3, without resumption, with the shared session cache and with session
-# tickets; fresh and stale sessions; keep-alive; re-authentication and rejection.
+# across TLS 1.2 and 1.3, without resumption, with the shared session cache, with session
+# tickets and with OpenSSL's internal cache (not used where an age applies); fresh and stale
+# sessions; keep-alive; re-authentication and rejection.
 
 ###############################################################################
 
@@ -124,6 +125,42 @@ http {
         }
     }
 
+    # OpenSSL's internal cache
+    server {
+        listen       127.0.0.1:8448 ssl;
+        server_name  localhost;
+
+        ssl_session_cache builtin:1000;
+        ssl_session_tickets off;
+
+        location / {
+            proxy_pass http://127.0.0.1:8081/;
+        }
+
+        location /reject/ {
+            auth_cert_stale reject;
+            proxy_pass http://127.0.0.1:8081/;
+        }
+
+        location /optional/ {
+            auth_cert optional;
+            proxy_pass http://127.0.0.1:8081/;
+        }
+
+        location /any/ {
+            satisfy any;
+            deny all;
+            proxy_pass http://127.0.0.1:8081/;
+        }
+
+        location /any-local/ {
+            satisfy any;
+            allow 127.0.0.1;
+            deny all;
+            proxy_pass http://127.0.0.1:8081/;
+        }
+    }
+
     # session tickets
     server {
         listen       127.0.0.1:8445 ssl;
@@ -210,8 +247,8 @@ $pki->cert('server', issuer => 'ca', subject => '/CN=localhost');
 $pki->cert('client', issuer => 'ca', subject => '/UID=jdoe/CN=John Doe');
 
 my @versions = ('TLSv1_2', 'TLSv1_3');
-my %modes = (none => 8443, cache => 8444, tickets => 8445);
-my @modes = qw/ none cache tickets /;
+my %modes = (none => 8443, cache => 8444, tickets => 8445, builtin => 8448);
+my @modes = qw/ none cache tickets builtin /;
 my $per_cell = 25;
 
 $t->try_run('no auth_cert')->plan($per_cell * @versions * @modes + 12 + 2);
@@ -317,7 +354,8 @@ for my $v (@versions) {
 			name => "$v $m",
 		};
 		my %o = (version => $v, cache => $c->{cache});
-		my $resumes = $m ne 'none';
+		# OpenSSL's internal cache is not consulted where an age is set.
+		my $resumes = $m ne 'none' && $m ne 'builtin';
 
 		$c->{first} = connect_tls($port, %o, cert => 'client');
 		my $r = request($c->{first}, '/');
