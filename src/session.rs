@@ -119,8 +119,10 @@ unsafe fn hooks<'a>(ctx: *const SSL_CTX) -> Option<&'a Hooks> {
 /// `ctx` must be a live `SSL_CTX`, not used by any connection yet.
 unsafe fn hooks_mut<'a>(ctx: *mut SSL_CTX) -> Option<&'a mut Hooks> {
     let index = ctx_index()?;
-    // SAFETY: as in `hooks`; configuration is single-threaded, nothing else holds it.
+    // SAFETY: as in `hooks`.
     let existing = unsafe { SSL_CTX_get_ex_data(ctx, index) }.cast::<Hooks>();
+    // SAFETY: configuration is single-threaded and no connection uses the context yet, so
+    // nothing else refers to its Hooks.
     if let Some(hooks) = unsafe { existing.as_mut() } {
         return Some(hooks);
     }
