@@ -316,8 +316,8 @@ sub status { ($_[0] // '') =~ m!^HTTP/1\.\d (\d{3})! ? $1 : 'none' }
 sub body { my ($r) = @_; $r //= ''; $r =~ s/.*?\x0d\x0a\x0d\x0a//s; $r }
 sub field { my ($r, $name) = @_; body($r) =~ /\b$name=(\S*)/ ? $1 : 'none' }
 
-# A chain of resumptions, each within the age: TLS 1.3 re-issues a ticket on every
-# resumption and resets the session's own time, yet the authentication keeps its age and the
+# A chain of resumptions, each within the age: every TLS 1.3 resumption re-issues a ticket
+# (and OpenSSL resets the session's own time), yet the authentication keeps its age and the
 # chain ends once that age passes auth_cert_max_age (5 s here), though the last ticket is
 # younger than that. (Connections stay open: a client drops the session of a connection it
 # abandons without a TLS shutdown.)
