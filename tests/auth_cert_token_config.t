@@ -42,7 +42,7 @@ $pki->run_openssl("$keys{$_} -out $d/$_.key") for keys %keys;
 $pki->run_openssl("rand -out $d/secret 32");
 $pki->run_openssl("rand -out $d/short 16");
 
-$t->try_run('no auth_cert tokens')->plan(17);
+$t->try_run('no auth_cert tokens')->plan(18);
 
 ###############################################################################
 
@@ -161,5 +161,17 @@ like(check($t, 'context', conf('auth_cert_token_key ec.key; auth_cert_login;', '
 my ($key_line) = $t->read_file('p384.key') =~ /^([A-Za-z0-9+\/]{40,})$/m;
 unlike(check($t, 'p384b', conf('auth_cert_token_key p384.key;', '')), qr/\Q$key_line\E/,
 	'no key material in errors');
+
+# nginx-conf/desktop-login.conf loads, with the files its header names.
+
+my $desktop = "$d/desktop";
+mkdir $desktop;
+mkdir "$desktop/$_" for qw/ certs logs /;
+system("cp $d/server.crt $d/server.key $d/ca.crt $desktop/certs/") == 0 or die;
+system("cp $d/ec.key $desktop/certs/token.key") == 0 or die;
+system("cp $FindBin::Bin/../nginx-conf/desktop-login.conf $desktop/nginx.conf") == 0 or die;
+my $globals = $ENV{TEST_NGINX_GLOBALS} // '';
+$out = `$Test::Nginx::NGINX -t -p $desktop/ -c nginx.conf -g '$globals' 2>&1`;
+is($? >> 8, 0, 'nginx-conf/desktop-login.conf loads') or diag($out);
 
 ###############################################################################
