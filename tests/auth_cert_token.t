@@ -109,6 +109,13 @@ http {
             auth_cert_login;
         }
 
+        location = /login-any {
+            satisfy any;
+            allow 127.0.0.1;
+            deny all;
+            auth_cert_login;
+        }
+
         location = /jwks-hs {
             auth_cert_token_key hmac:secret kid=hs1;
             auth_cert_token_key ed.key kid=ed1;
@@ -170,7 +177,7 @@ my $backend = port(8081);
 $t->run_daemon('python3', "$FindBin::Bin/support/jwt_backend.py", $backend,
 	'http://127.0.0.1:' . port(8080) . '/jwks', 'api');
 
-$t->try_run('no auth_cert tokens')->plan(66);
+$t->try_run('no auth_cert tokens')->plan(73);
 
 $t->waitforsocket("127.0.0.1:$backend") or die "no token backend\n";
 
@@ -388,6 +395,33 @@ is(body($r), "auth_cert: no_cert: no client certificate was sent\n", 'login: no_
 $r = get('/login', cert => 'noid');
 is(status($r), 403, 'login without identity: 403');
 is(status(get('/login-net', cert => 'uid')), 403, 'login: deny by network');
+$r = get('/login-any');
+is(status($r), 400, 'login under satisfy any: still no token without a certificate');
+unlike($r, qr/token/, 'login under satisfy any: no token');
+is(login('/login-any', cert => 'uid')->{identity}, 'jdoe', 'login under satisfy any: login');
+
+# methods
+
+$r = http(<<EOF, SSL => 1, SSL_cert_file => "$d/uid.crt", SSL_key_file => "$d/uid.key");
+POST /login HTTP/1.0
+Host: localhost
+Content-Length: 5
+
+hello
+EOF
+is((eval { decode_json(body($r)) } // {})->{identity}, 'jdoe', 'login: POST');
+$r = http(<<EOF, SSL => 1, SSL_cert_file => "$d/uid.crt", SSL_key_file => "$d/uid.key");
+PUT /login HTTP/1.0
+Host: localhost
+
+EOF
+is(status($r), 405, 'login: PUT not allowed');
+$r = http(<<EOF, SSL => 1, SSL_cert_file => "$d/uid.crt", SSL_key_file => "$d/uid.key");
+HEAD /login HTTP/1.0
+Host: localhost
+
+EOF
+is(status($r) . body($r), '200', 'login: HEAD');
 
 # $auth_cert_token reaches a backend that verifies it against the JWKS
 
@@ -403,6 +437,8 @@ $t->stop();
 my $log = $t->read_file('error.log');
 like($log, qr/\[info\].*auth_cert: access denied: .*reason: identity, identity: "", serial: \w+/,
 	'log: login rejection');
+like($log, qr/\[info\].*auth_cert: access denied: .*reason: no_cert, .*request: "GET \/login-any /,
+	'log: login rejection under satisfy any');
 my $ec_key = $t->read_file('ec.key');
 my ($ec_line) = $ec_key =~ /^([A-Za-z0-9+\/]{40,})$/m;
 unlike($log, qr/\Q$ec_line\E/, 'log: no key material');
