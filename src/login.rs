@@ -224,9 +224,7 @@ fn send(r: &mut Request, status: u32, content_type: Option<ngx_str_t>, value: &s
         ngx_http_send_response(
             r,
             status as ngx_uint_t,
-            content_type
-                .as_mut()
-                .map_or(ptr::null_mut(), ptr::from_mut),
+            content_type.as_mut().map_or(ptr::null_mut(), ptr::from_mut),
             &mut cv,
         )
     }
