@@ -25,8 +25,8 @@ use PKI;
 select STDERR; $| = 1;
 select STDOUT; $| = 1;
 
-my $t = Test::Nginx->new()->has(qw/http http_ssl proxy access/)
-	->has_daemon('openssl')->has_daemon('python3');
+my $t = Test::Nginx->new()->has(qw/http http_ssl http_v2 proxy access/)
+	->has_daemon('openssl')->has_daemon('python3')->has_daemon('curl');
 
 plan(skip_all => 'no PyJWT with cryptography')
 	unless system("python3 -c 'import jwt, cryptography' 2>/dev/null") == 0;
@@ -60,6 +60,7 @@ http {
         listen       127.0.0.1:8443 ssl;
         server_name  localhost;
 
+        http2 on;
         ssl_verify_client optional;
 
         location = /login {
@@ -177,7 +178,7 @@ my $backend = port(8081);
 $t->run_daemon('python3', "$FindBin::Bin/support/jwt_backend.py", $backend,
 	'http://127.0.0.1:' . port(8080) . '/jwks', 'api');
 
-$t->try_run('no auth_cert tokens')->plan(73);
+$t->try_run('no auth_cert tokens')->plan(76);
 
 $t->waitforsocket("127.0.0.1:$backend") or die "no token backend\n";
 
@@ -361,6 +362,15 @@ ok($two->{iat} >= $one->{iat} + 3, 'ttl 4s: new iat after half the TTL');
 sleep 2;
 like(verify((eval { decode_json($b[0]) } // {})->{token}, '--jwks', $jwks_url)->{error},
 	qr/ExpiredSignature/, 'ttl 4s: expired token refused');
+
+# HTTP/2: the streams of one connection share the token
+
+my $url = 'https://127.0.0.1:' . port(8443) . '/login';
+my @h2 = split /\n/, `curl -sk --http2 --cert $d/uid.crt --key $d/uid.key -w '%{http_version}\n' $url $url`;
+is("$h2[1] $h2[3]", '2 2', 'HTTP/2: two streams');
+($one, $two) = map { eval { decode_json($_) } // {} } @h2[0, 2];
+ok($one->{token}, 'HTTP/2: token');
+is($two->{token}, $one->{token}, 'HTTP/2: the same token on the second stream');
 
 # a token never outlives the certificate
 
