@@ -386,6 +386,7 @@ impl TokenSettings {
     pub fn apply(&mut self, name: &str, args: &[&str], prefix: &Path) -> Result<(), String> {
         let duplicate = || format!("\"{name}\" directive is duplicate");
         let count = || format!("invalid number of arguments in \"{name}\" directive");
+        let both = || "\"auth_cert_login\" and \"auth_cert_jwks\" exclude each other".to_owned();
         match (name, args) {
             ("auth_cert_token_key", [file, options @ ..]) => {
                 let key = load_key(file, options, prefix)
@@ -437,8 +438,11 @@ impl TokenSettings {
                 });
             }
             ("auth_cert_login", _) => {
-                if self.login.is_some() || self.jwks {
+                if self.login.is_some() {
                     return Err(duplicate());
+                }
+                if self.jwks {
+                    return Err(both());
                 }
                 self.login = Some(Login::parse(args).map_err(|e| {
                     if e.starts_with("invalid number") {
@@ -449,8 +453,11 @@ impl TokenSettings {
                 })?);
             }
             ("auth_cert_jwks", []) => {
-                if self.jwks || self.login.is_some() {
+                if self.jwks {
                     return Err(duplicate());
+                }
+                if self.login.is_some() {
+                    return Err(both());
                 }
                 self.jwks = true;
             }
@@ -999,7 +1006,11 @@ mod tests {
         );
         assert_eq!(
             s.apply("auth_cert_jwks", &[], p).unwrap_err(),
-            "\"auth_cert_jwks\" directive is duplicate"
+            "\"auth_cert_login\" and \"auth_cert_jwks\" exclude each other"
+        );
+        assert_eq!(
+            s.apply("auth_cert_login", &["json"], p).unwrap_err(),
+            "\"auth_cert_login\" directive is duplicate"
         );
 
         let mut child = TokenSettings::default();

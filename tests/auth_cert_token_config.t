@@ -42,7 +42,7 @@ $pki->run_openssl("$keys{$_} -out $d/$_.key") for keys %keys;
 $pki->run_openssl("rand -out $d/secret 32");
 $pki->run_openssl("rand -out $d/short 16");
 
-$t->try_run('no auth_cert tokens')->plan(18);
+$t->try_run('no auth_cert tokens')->plan(19);
 
 ###############################################################################
 
@@ -156,6 +156,10 @@ like(check($t, 'ttl', conf('auth_cert_token_ttl 5 minutes;', '')),
 
 like(check($t, 'context', conf('auth_cert_token_key ec.key; auth_cert_login;', '')),
 	qr/"auth_cert_login" directive is not allowed here/, 'login outside a location');
+
+like(check($t, 'both', conf('auth_cert_token_key ec.key;', "auth_cert_login;\nauth_cert_jwks;")),
+	qr/"auth_cert_login" and "auth_cert_jwks" exclude each other in \S+both\.conf:\d+/,
+	'login and jwks in one location');
 
 # A bad key file is named, never shown.
 my ($key_line) = $t->read_file('p384.key') =~ /^([A-Za-z0-9+\/]{40,})$/m;
