@@ -33,6 +33,8 @@ pub struct RequestAuth {
     pub trusted: bool,
     /// The identity, or why the request is not authenticated.
     pub outcome: Result<String, Reason>,
+    /// Unix seconds of the TLS handshake that verified the certificate, when there is one.
+    pub auth_time: Option<i64>,
 }
 
 fn loc_conf(r: &Request) -> Option<&LocConf> {
@@ -61,10 +63,10 @@ pub fn evaluate(r: &Request) -> Option<&RequestAuth> {
 fn compute(r: &Request, conf: &LocConf) -> RequestAuth {
     // SAFETY: a request's connection is valid while the request is; its `ssl` is null on
     // plain connections and is the TLS connection (shared by HTTP/2 streams) otherwise.
-    let peer = unsafe {
+    let (peer, read_at) = unsafe {
         match (*r.connection()).ssl.as_ref() {
-            Some(ssl) => tls::peer(ssl.connection.cast()),
-            None => Some(&PeerCertificate::Absent),
+            Some(ssl) => tls::peer(ssl.connection.cast()).unzip(),
+            None => (Some(&PeerCertificate::Absent), None),
         }
     };
     let (cert, trusted, outcome) = match peer {
@@ -83,6 +85,7 @@ fn compute(r: &Request, conf: &LocConf) -> RequestAuth {
     };
     RequestAuth {
         conf,
+        auth_time: read_at.filter(|_| trusted),
         cert,
         trusted,
         outcome,
@@ -113,7 +116,7 @@ pub unsafe extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ngx_int_t
     }
 }
 
-fn log_rejection(r: &Request, conf: &LocConf, auth: &RequestAuth, reason: Reason) {
+pub fn log_rejection(r: &Request, conf: &LocConf, auth: &RequestAuth, reason: Reason) {
     let policy = &conf.settings.policy;
     let identity = auth
         .cert

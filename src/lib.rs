@@ -9,12 +9,15 @@ pub mod cert;
 pub mod identity;
 pub mod policy;
 pub mod settings;
+pub mod token;
 pub mod verdict;
 
 #[cfg(not(test))]
 mod conf;
 #[cfg(not(test))]
 mod handler;
+#[cfg(not(test))]
+mod login;
 #[cfg(not(test))]
 mod module;
 #[cfg(not(test))]

@@ -3,10 +3,13 @@
 //! The nginx side ([`crate::conf`]) only hands each directive's words to [`Settings::apply`],
 //! so every message `nginx -t` prints for a bad value is produced (and tested) here.
 
+use std::path::PathBuf;
+
 use regex::Regex;
 
 use crate::identity::{IdentityRegex, IdentitySource};
 use crate::policy::{self, Policy};
+use crate::token::TokenSettings;
 
 /// `auth_cert on | optional | off`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,10 +35,18 @@ impl Mode {
 pub struct Settings {
     mode: Option<Mode>,
     pub policy: Policy,
+    pub token: TokenSettings,
+    /// Where relative file names in directives are found: nginx's configuration prefix, set by
+    /// the nginx side when the level is created.
+    pub conf_prefix: PathBuf,
 }
 
 impl Settings {
     pub fn mode(&self) -> Mode {
+        if self.token.login.is_some() {
+            // A login endpoint authenticates as `auth_cert on`, whatever is inherited.
+            return Mode::On;
+        }
         self.mode.unwrap_or(Mode::Off)
     }
 
@@ -50,6 +61,7 @@ impl Settings {
             self.mode = parent.mode;
         }
         self.policy.merge(&parent.policy);
+        self.token.merge(&parent.token);
     }
 
     /// Applies directive `name` with its arguments `args` (without the name).
@@ -111,6 +123,9 @@ impl Settings {
                 let pattern = one(name, args)?;
                 policy.issuer =
                     Some(Regex::new(pattern).map_err(|e| invalid_regex(name, pattern, &e))?);
+            }
+            _ if TokenSettings::is_directive(name) => {
+                self.token.apply(name, args, &self.conf_prefix)?;
             }
             _ => return Err(format!("unknown directive \"{name}\"")),
         }
@@ -254,5 +269,18 @@ mod tests {
         off.merge(&parent);
         assert_eq!(off.mode(), Mode::Off);
         assert_eq!(Settings::default().policy.sources(), &DEFAULT_SOURCES);
+    }
+
+    #[test]
+    fn login_authenticates_as_on() {
+        let mut s = settings(&[
+            ("auth_cert", &["optional"]),
+            ("auth_cert_token_ttl", &["10m"]),
+        ])
+        .unwrap();
+        assert_eq!(s.mode(), Mode::Optional);
+        assert_eq!(s.token.ttl(), 600);
+        s.apply("auth_cert_login", &[]).unwrap();
+        assert_eq!(s.mode(), Mode::On);
     }
 }
