@@ -2,12 +2,14 @@
 
 use core::ffi::{c_char, c_void};
 use core::ptr;
+use std::rc::Rc;
 
 use ngx::core::{Pool, NGX_CONF_ERROR};
 use ngx::ffi::{ngx_command_t, ngx_conf_t, ngx_str_t, NGX_LOG_EMERG};
 use ngx::http::{HttpModuleServerConf, NgxHttpSslModule};
 use ngx::{ngx_conf_log_error, ngx_log_error};
 
+use crate::forwarded::{self, TrustStore};
 use crate::settings::{Mode, Settings};
 
 /// `ssl_verify_client off` in `ngx_http_ssl_srv_conf_t.verify`.
@@ -19,6 +21,8 @@ pub struct LocConf {
     pub settings: Settings,
     /// Where `auth_cert` was written, for the error found only when merging.
     mode_origin: (String, usize),
+    /// The CAs of `auth_cert_header`, loaded when the directive is read.
+    pub header_ca: Option<Rc<TrustStore>>,
 }
 
 pub unsafe extern "C" fn create_loc_conf(cf: *mut ngx_conf_t) -> *mut c_void {
@@ -44,9 +48,14 @@ pub unsafe extern "C" fn merge_loc_conf(
     if !conf.settings.has_mode() {
         conf.mode_origin.clone_from(&parent.mode_origin);
     }
+    if conf.settings.header.is_none() {
+        conf.header_ca.clone_from(&parent.header_ca);
+    }
     conf.settings.merge(&parent.settings);
 
-    if conf.settings.mode() == Mode::Off {
+    // Behind a load balancer, or on a test rig, the credential may come without TLS.
+    let forwarded = conf.settings.header.is_some() || conf.settings.identity_arg.is_some();
+    if conf.settings.mode() == Mode::Off || forwarded {
         return ptr::null_mut();
     }
     // While merging, cf->ctx is the server being merged, and ngx_http_ssl_module, a static
@@ -86,6 +95,12 @@ pub unsafe extern "C" fn set_directive(
             Some((name, args)) => conf.settings.apply(name, args),
             None => Err("empty directive".to_owned()),
         });
+    let result = result.and_then(|()| match (&conf.settings.header, &conf.header_ca) {
+        (Some(header), None) => forwarded::load_store(cf_ref, &header.ca)
+            .map(|store| conf.header_ca = Some(Rc::new(store)))
+            .map_err(|e| format!("{e} in \"auth_cert_header\" directive")),
+        _ => Ok(()),
+    });
     if let Err(message) = result {
         ngx_conf_log_error!(NGX_LOG_EMERG, cf, "{}", message);
         return NGX_CONF_ERROR;

@@ -7,6 +7,7 @@ use regex::Regex;
 
 use crate::identity::{IdentityRegex, IdentitySource};
 use crate::policy::{self, Policy};
+use crate::trusted::{ArgSource, HeaderSource};
 
 /// `auth_cert on | optional | off`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +33,10 @@ impl Mode {
 pub struct Settings {
     mode: Option<Mode>,
     pub policy: Policy,
+    /// `auth_cert_header`.
+    pub header: Option<HeaderSource>,
+    /// `auth_cert_identity_arg`.
+    pub identity_arg: Option<ArgSource>,
 }
 
 impl Settings {
@@ -50,6 +55,12 @@ impl Settings {
             self.mode = parent.mode;
         }
         self.policy.merge(&parent.policy);
+        if self.header.is_none() {
+            self.header.clone_from(&parent.header);
+        }
+        if self.identity_arg.is_none() {
+            self.identity_arg.clone_from(&parent.identity_arg);
+        }
     }
 
     /// Applies directive `name` with its arguments `args` (without the name).
@@ -112,6 +123,19 @@ impl Settings {
                 policy.issuer =
                     Some(Regex::new(pattern).map_err(|e| invalid_regex(name, pattern, &e))?);
             }
+            "auth_cert_header" => {
+                if self.header.is_some() {
+                    return Err(duplicate());
+                }
+                self.header = Some(HeaderSource::parse(args).map_err(|e| in_directive(name, &e))?);
+            }
+            "auth_cert_identity_arg" => {
+                if self.identity_arg.is_some() {
+                    return Err(duplicate());
+                }
+                self.identity_arg =
+                    Some(ArgSource::parse(args).map_err(|e| in_directive(name, &e))?);
+            }
             _ => return Err(format!("unknown directive \"{name}\"")),
         }
         Ok(())
@@ -140,6 +164,10 @@ fn each<T>(
     args.iter()
         .map(|w| parse(w).map_err(|e| format!("{e} in \"{name}\" directive")))
         .collect()
+}
+
+fn in_directive(name: &str, error: &str) -> String {
+    format!("{error} in \"{name}\" directive")
 }
 
 fn invalid_regex(name: &str, pattern: &str, error: &dyn core::fmt::Display) -> String {
@@ -238,6 +266,49 @@ mod tests {
             err,
             "invalid certificate policy OID \"1.2.x\" in \"auth_cert_policy\" directive"
         );
+    }
+
+    #[test]
+    fn forwarded_credentials() {
+        let s = settings(&[
+            (
+                "auth_cert_header",
+                &["X-Client-Cert", "from=10.0.0.0/8", "ca=certs/ca.crt"],
+            ),
+            ("auth_cert_identity_arg", &["as_user", "from=127.0.0.1"]),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.header.as_ref().map(|h| h.ca.as_str()),
+            Some("certs/ca.crt")
+        );
+        assert_eq!(
+            s.identity_arg.as_ref().map(|a| a.name.as_str()),
+            Some("as_user")
+        );
+
+        let err =
+            settings(&[("auth_cert_header", &["X", "from=10.0.0.0/40", "ca=c"])]).unwrap_err();
+        assert_eq!(
+            err,
+            "invalid network \"10.0.0.0/40\" in \"auth_cert_header\" directive"
+        );
+        let err = settings(&[("auth_cert_identity_arg", &["u"])]).unwrap_err();
+        assert_eq!(
+            err,
+            "missing \"from=\" parameter in \"auth_cert_identity_arg\" directive"
+        );
+        let err = settings(&[
+            ("auth_cert_identity_arg", &["u", "from=::1"]),
+            ("auth_cert_identity_arg", &["v", "from=::1"]),
+        ])
+        .unwrap_err();
+        assert_eq!(err, "\"auth_cert_identity_arg\" directive is duplicate");
+
+        let mut child = Settings::default();
+        child.merge(&s);
+        assert_eq!(child.header, s.header);
+        assert_eq!(child.identity_arg, s.identity_arg);
     }
 
     #[test]
