@@ -257,6 +257,8 @@ fn attribute_short_name(oid: &str) -> Option<&'static str> {
 
 /// RFC 4514 string of a distinguished name: RDNs from last to first, multi-valued RDNs joined
 /// with `+`, special characters escaped, UTF-8 kept as is, non-string values as `#` hex of DER.
+/// For ASCII names this is nginx's `$ssl_client_s_dn`; nginx (OpenSSL's RFC 2253 mode) writes
+/// each byte of a non-ASCII character as `\XX` instead.
 pub fn rfc4514(name: &X509Name<'_>) -> String {
     let rdns: Vec<_> = name.iter_rdn().collect();
     let mut out = String::new();
@@ -264,7 +266,9 @@ pub fn rfc4514(name: &X509Name<'_>) -> String {
         if i > 0 {
             out.push(',');
         }
-        for (j, atv) in rdn.iter().enumerate() {
+        // Within a multi-valued RDN too, the last attribute first, as OpenSSL prints it.
+        let attributes: Vec<_> = rdn.iter().collect();
+        for (j, atv) in attributes.iter().rev().enumerate() {
             if j > 0 {
                 out.push('+');
             }
