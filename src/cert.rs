@@ -340,3 +340,165 @@ pub fn hex_lower(bytes: &[u8]) -> String {
             s
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::string::{BmpString, TeletexString, UniversalString};
+    use rcgen::{
+        CertificateParams, CustomExtension, DnType, DnValue, ExtendedKeyUsagePurpose, KeyPair,
+        KeyUsagePurpose, OtherNameValue, SanType, SerialNumber,
+    };
+
+    const SMARTCARD_LOGON: [u64; 10] = [1, 3, 6, 1, 4, 1, 311, 20, 2, 2];
+    const UPN: [u64; 10] = [1, 3, 6, 1, 4, 1, 311, 20, 2, 3];
+    /// certificatePolicies with the one policy 2.16.840.1.101.2.1.11.42.
+    const POLICIES_DER: [u8; 15] = [
+        0x30, 0x0d, 0x30, 0x0b, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x02, 0x01, 0x0b, 0x2a,
+    ];
+
+    fn der(params: CertificateParams) -> Vec<u8> {
+        let key = KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    fn with_subject(attrs: Vec<(DnType, DnValue)>) -> Vec<u8> {
+        let mut params = CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        for (ty, value) in attrs {
+            params.distinguished_name.push(ty, value);
+        }
+        der(params)
+    }
+
+    #[test]
+    fn cac_like_certificate() {
+        let mut params = CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(DnType::CountryName, "US");
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "U.S. Government");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "LAST.FIRST.MIDDLE.1234567890");
+        params.serial_number = Some(SerialNumber::from_slice(&[0x00, 0x0a, 0x1b]));
+        params.subject_alt_names = vec![
+            SanType::Rfc822Name("first.last@mail.mil".try_into().unwrap()),
+            SanType::OtherName((
+                UPN.to_vec(),
+                OtherNameValue::Utf8String("1234567890@mil".into()),
+            )),
+            SanType::URI("urn:uuid:1".try_into().unwrap()),
+            SanType::DnsName("host.example.org".try_into().unwrap()),
+        ];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ClientAuth,
+            ExtendedKeyUsagePurpose::Other(SMARTCARD_LOGON.to_vec()),
+        ];
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::ContentCommitment,
+        ];
+        params.custom_extensions = vec![CustomExtension::from_oid_content(
+            &[2, 5, 29, 32],
+            POLICIES_DER.to_vec(),
+        )];
+        let der = der(params);
+        let info = CertificateInfo::from_der(&der).unwrap();
+        assert_eq!(
+            info.subject,
+            "CN=LAST.FIRST.MIDDLE.1234567890,O=U.S. Government,C=US"
+        );
+        assert_eq!(info.issuer, info.subject);
+        assert_eq!(info.serial, "0A1B");
+        assert_eq!(info.fingerprint, hex_lower(&Sha256::digest(&der)));
+        assert_eq!(info.email(), Some("first.last@mail.mil"));
+        assert_eq!(info.upn(), Some("1234567890@mil"));
+        assert_eq!(info.san_uri, vec!["urn:uuid:1".to_owned()]);
+        assert_eq!(info.san_dns, vec!["host.example.org".to_owned()]);
+        assert_eq!(
+            info.extended_key_usage,
+            vec![
+                "1.3.6.1.5.5.7.3.2".to_owned(),
+                "1.3.6.1.4.1.311.20.2.2".to_owned()
+            ]
+        );
+        assert_eq!(info.key_usage, Some(0b11));
+        assert_eq!(info.policies, vec!["2.16.840.1.101.2.1.11.42".to_owned()]);
+        assert!(info.not_before < info.not_after);
+    }
+
+    #[test]
+    fn string_types_decode_to_utf8() {
+        let der = with_subject(vec![
+            (
+                DnType::CommonName,
+                DnValue::BmpString(BmpString::try_from("Zoë Ørsted").unwrap()),
+            ),
+            (
+                DnType::OrganizationName,
+                DnValue::UniversalString(UniversalString::try_from("Øst 𝄞").unwrap()),
+            ),
+            (
+                DnType::OrganizationalUnitName,
+                DnValue::TeletexString(TeletexString::try_from("Ops").unwrap()),
+            ),
+        ]);
+        let info = CertificateInfo::from_der(&der).unwrap();
+        assert_eq!(info.attribute_values(OID_CN).next(), Some("Zoë Ørsted"));
+        assert_eq!(info.subject, "OU=Ops,O=Øst 𝄞,CN=Zoë Ørsted");
+    }
+
+    #[test]
+    fn special_characters_are_escaped() {
+        let der = with_subject(vec![
+            (DnType::CommonName, "#Doe, \"J\" <j+d>; \\ ".into()),
+            (DnType::OrganizationName, "tab\there\r\n".into()),
+        ]);
+        let info = CertificateInfo::from_der(&der).unwrap();
+        assert_eq!(
+            info.subject,
+            "O=tab\\09here\\0D\\0A,CN=\\#Doe\\, \\\"J\\\" \\<j\\+d\\>\\; \\\\\\ "
+        );
+        assert!(!info.subject.chars().any(char::is_control));
+    }
+
+    #[test]
+    fn empty_subject() {
+        let info = CertificateInfo::from_der(&with_subject(vec![])).unwrap();
+        assert_eq!(info.subject, "");
+        assert!(info.subject_attributes.is_empty());
+        assert_eq!(info.email(), None);
+    }
+
+    #[test]
+    fn invalid_utf8_is_no_text() {
+        let mut der = with_subject(vec![(DnType::CommonName, "MARKER".into())]);
+        // In the issuer and in the subject (the certificate is self-signed).
+        while let Some(at) = der.windows(6).position(|w| w == b"MARKER") {
+            der[at..at + 6].copy_from_slice(b"\xffBAD\xfe\x00");
+        }
+        let info = CertificateInfo::from_der(&der).unwrap();
+        assert_eq!(info.attribute_values(OID_CN).next(), None);
+        assert_eq!(info.subject, "CN=#0c06ff424144fe00");
+    }
+
+    #[test]
+    fn not_a_certificate() {
+        let der = with_subject(vec![(DnType::CommonName, "x".into())]);
+        let mut trailing = der.clone();
+        trailing.push(0);
+        assert!(CertificateInfo::from_der(&trailing).is_err());
+        assert!(CertificateInfo::from_der(&der[..der.len() - 1]).is_err());
+        assert!(CertificateInfo::from_der(b"").is_err());
+        assert!(CertificateInfo::from_der(b"\x30\x03\x02\x01\x05").is_err());
+    }
+
+    #[test]
+    fn serial_numbers() {
+        assert_eq!(serial_hex(&[0x00, 0x00]), "00");
+        assert_eq!(serial_hex(&[]), "00");
+        assert_eq!(serial_hex(&[0x00, 0xff, 0x01]), "FF01");
+    }
+}
