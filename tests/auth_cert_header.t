@@ -74,6 +74,13 @@ http {
             proxy_pass http://127.0.0.1:8081/;
         }
 
+        # The internal redirect clears module contexts: the taken header must survive it.
+        location /redirect/ {
+            auth_cert on;
+            auth_cert_eku 1.2.3.4;
+            error_page 403 = /optional/;
+        }
+
         location /rig/ {
             auth_cert on;
             auth_cert_identity_arg as_user from=127.0.0.1;
@@ -177,7 +184,7 @@ $pki->bundle('old-chain.pem', 'old.crt', 'dodca.crt');
 $pki->bundle('odd-chain.pem', 'odd.crt', 'dodca.crt');
 $pki->bundle('forged-chain.pem', 'forged.crt', 'rogueca.crt');
 
-$t->try_run('no auth_cert')->plan(35);
+$t->try_run('no auth_cert')->plan(36);
 
 ###############################################################################
 
@@ -219,6 +226,9 @@ like(get('/on/', fwd($pki->escaped('odd-chain.pem'))), qr/^user=odd auth=ok/m,
 	'certificate with large unknown extensions');
 $r = get('/cac/', fwd($pki->escaped('soft-chain.pem')));
 like(body($r), qr/^auth_cert: eku: /, 'forwarded certificate without smartcardLogon: eku');
+
+like(get('/redirect/', fwd($cac)), qr/^user=LAST\.FIRST\.MIDDLE\.1234567890 auth=ok\/\/header .* forwarded=\[\]$/m,
+	'after an internal redirect: the same forwarded certificate');
 
 $r = get('/on/');
 is(status($r), 400, 'no header, no TLS: no_cert');
