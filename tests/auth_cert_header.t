@@ -74,6 +74,14 @@ http {
             proxy_pass http://127.0.0.1:8081/;
         }
 
+        # The CA file also holds the issuing CA: the leaf alone is enough, as nginx's
+        # $ssl_client_escaped_cert sends it.
+        location /bundle/ {
+            auth_cert on;
+            auth_cert_header X-Client-Cert from=127.0.0.1 ca=cas.crt;
+            proxy_pass http://127.0.0.1:8081/;
+        }
+
         # The internal redirect clears module contexts: the taken header must survive it.
         location /redirect/ {
             auth_cert on;
@@ -85,6 +93,23 @@ http {
             auth_cert on;
             auth_cert_identity_arg as_user from=127.0.0.1;
             proxy_pass http://127.0.0.1:8081/;
+        }
+    }
+
+    # The load balancer: an nginx that terminates TLS and forwards the certificate.
+    server {
+        listen       127.0.0.1:8444 ssl;
+        server_name  localhost;
+
+        ssl_certificate server.crt;
+        ssl_certificate_key server.key;
+        ssl_client_certificate cas.crt;
+        ssl_verify_client optional;
+        ssl_verify_depth 2;
+
+        location / {
+            proxy_set_header X-Client-Cert $ssl_client_escaped_cert;
+            proxy_pass http://127.0.0.1:8080/bundle/;
         }
     }
 
@@ -184,7 +209,7 @@ $pki->bundle('old-chain.pem', 'old.crt', 'dodca.crt');
 $pki->bundle('odd-chain.pem', 'odd.crt', 'dodca.crt');
 $pki->bundle('forged-chain.pem', 'forged.crt', 'rogueca.crt');
 
-$t->try_run('no auth_cert')->plan(36);
+$t->try_run('no auth_cert')->plan(39);
 
 ###############################################################################
 
@@ -224,6 +249,15 @@ like(get('/on/', fwd($tabbed)), qr/^user=LAST\.FIRST\.MIDDLE\.1234567890 auth=ok
 	'raw PEM with tabs for newlines');
 like(get('/on/', fwd($pki->escaped('odd-chain.pem'))), qr/^user=odd auth=ok/m,
 	'certificate with large unknown extensions');
+like(get('/bundle/', fwd($pki->escaped('cac.crt'))),
+	qr/^user=LAST\.FIRST\.MIDDLE\.1234567890 auth=ok\/\/header /m,
+	'leaf only, issuing CA in the ca= file');
+$r = get('/', port => 8444, ssl => 1, cert => 'cac');
+like($r, qr/^user=LAST\.FIRST\.MIDDLE\.1234567890 auth=ok\/\/header .* forwarded=\[\]$/m,
+	'through an nginx load balancer forwarding $ssl_client_escaped_cert');
+like(get('/', port => 8444, ssl => 1), qr/^HTTP\/1\.\d 400/,
+	'through the load balancer without a certificate: no_cert');
+
 $r = get('/cac/', fwd($pki->escaped('soft-chain.pem')));
 like(body($r), qr/^auth_cert: eku: /, 'forwarded certificate without smartcardLogon: eku');
 
