@@ -186,6 +186,8 @@ $pki->cert('soft', issuer => 'dodca', subject => "$dod/OU=USA/CN=SOFT.USER.98765
 		'certificatePolicies = 2.16.840.1.101.2.1.11.42']);
 $pki->cert('zoe', issuer => 'dodca', subject => '/O=R&D+OU=Ops/CN=Zoë Ørsted, Jr./serialNumber=S-42');
 $pki->cert('twice', issuer => 'dodca', subject => '/CN=first/CN=second');
+$pki->cert('empty', issuer => 'dodca', subject => '/',
+	ext => ['subjectAltName = critical, email:nobody@example.org']);
 $pki->cert('host', issuer => 'dodca', subject => '/O=Robots',
 	ext => ['subjectAltName = DNS:robot.example.org, DNS:other.example.org']);
 # Valid for a few seconds: the handshake succeeds, a later request on the connection not.
@@ -193,7 +195,7 @@ $pki->cert('short', issuer => 'dodca', subject => '/UID=brief',
 	start => PKI::when(-60), end => PKI::when(10));
 my $short_end = $pki->not_after('short');
 
-$t->try_run('no auth_cert')->plan(36);
+$t->try_run('no auth_cert')->plan(38);
 
 ###############################################################################
 
@@ -283,6 +285,10 @@ like($r, qr/ dn=serialNumber=S-42,CN=Zoë Ørsted\\, Jr\.,OU=Ops\+O=R&D$/m,
 like($r, qr/^user=Zoë Ørsted, Jr\. auth=ok/m, 'non-ASCII identity in UTF-8');
 like(get('/oid/', 'zoe'), qr/^user=S-42 /m, 'oid:2.5.4.5');
 like(get('/optional/', 'twice'), qr/^user=first /m, 'duplicate CN: first in DER order');
+like(get('/optional/', 'empty'), qr/^user= auth=denied\/identity\/tls .* dn=$/m,
+	'empty subject: no identity, empty $auth_cert_subject');
+like(get('/email/', 'empty'), qr/^user=nobody\@example\.org auth=ok/m,
+	'empty subject: identity from the SAN');
 my $fp = $pki->fingerprint('cac');
 like(get('/fingerprint/', 'cac'), qr/^user=$fp /m, 'fingerprint');
 like(get('/subject/', 'twice'), qr/^user=CN=second,CN=first /m, 'subject as identity');
