@@ -11,6 +11,8 @@ use strict;
 
 use Test::More;
 
+use IO::Socket::IP;
+
 BEGIN { use FindBin; chdir($FindBin::Bin); }
 
 use lib "$FindBin::Bin/support";
@@ -132,6 +134,24 @@ http {
         }
     }
 
+    # IPv6 peers.
+    server {
+        listen       [::1]:%%PORT_8085%%;
+        server_name  localhost;
+
+        location / {
+            auth_cert on;
+            auth_cert_header X-Client-Cert from=::1 ca=root.crt;
+            proxy_pass http://127.0.0.1:8081/;
+        }
+
+        location /v4/ {
+            auth_cert on;
+            auth_cert_header X-Client-Cert from=127.0.0.0/8 ca=root.crt;
+            proxy_pass http://127.0.0.1:8081/;
+        }
+    }
+
     # No auth_cert_header: the header is none of the module's business.
     server {
         listen       127.0.0.1:8083;
@@ -209,7 +229,7 @@ $pki->bundle('old-chain.pem', 'old.crt', 'dodca.crt');
 $pki->bundle('odd-chain.pem', 'odd.crt', 'dodca.crt');
 $pki->bundle('forged-chain.pem', 'forged.crt', 'rogueca.crt');
 
-$t->try_run('no auth_cert')->plan(39);
+$t->try_run('no auth_cert')->plan(41);
 
 ###############################################################################
 
@@ -222,6 +242,16 @@ sub get {
 		$opts{ssl} ? (SSL => 1) : (),
 		$opts{cert} ? (SSL_cert_file => "$d/$opts{cert}.crt",
 			SSL_key_file => "$d/$opts{cert}.key") : ());
+}
+
+# A request over IPv6 to [::1], with the certificate header.
+sub get6 {
+	my ($uri, $value) = @_;
+	my $s = IO::Socket::IP->new(PeerHost => '::1', PeerPort => port(8085), Timeout => 8)
+		or return '';
+	print $s "GET $uri HTTP/1.0\r\nHost: localhost\r\nX-Client-Cert: $value\r\n\r\n";
+	local $/;
+	return <$s> // '';
 }
 
 sub fwd { my ($value) = @_; return (headers => ["X-Client-Cert: $value"]) }
@@ -305,6 +335,12 @@ like(get('/optional/', port => 8082, fwd($cac)), qr/^user= auth=invalid\/network
 	'untrusted peer: nothing upstream');
 like(get('/x', port => 8083, headers => ['X-Client-Cert: kept']), qr/forwarded=\[kept\]/,
 	'without auth_cert_header the header is left alone');
+
+# IPv6 peer
+
+like(get6('/', $cac), qr/^user=LAST\.FIRST\.MIDDLE\.1234567890 auth=ok\/\/header /m,
+	'IPv6 peer in an IPv6 network');
+like(get6('/v4/', $cac), qr/auth_cert: network: /, 'IPv6 peer, IPv4 networks only: network');
 
 # TLS connection: a trusted forwarded certificate wins, else the TLS one
 
