@@ -37,8 +37,16 @@ fn policies() -> &'static [Policy] {
     static POLICIES: OnceLock<Vec<Policy>> = OnceLock::new();
     POLICIES.get_or_init(|| {
         let all = [
-            "uid", "cn", "email", "upn", "san_dns", "san_uri", "serial", "fingerprint",
-            "subject", "oid:2.5.4.5",
+            "uid",
+            "cn",
+            "email",
+            "upn",
+            "san_dns",
+            "san_uri",
+            "serial",
+            "fingerprint",
+            "subject",
+            "oid:2.5.4.5",
         ]
         .iter()
         .map(|w| IdentitySource::parse(w).expect("valid source"))
@@ -46,7 +54,10 @@ fn policies() -> &'static [Policy] {
         let smartcard = Policy {
             sources: Some(vec![IdentitySource::Cn]),
             identity_regex: Some(IdentityRegex::new(r"\.(?<id>\d{10})$").expect("regex")),
-            eku: vec!["1.3.6.1.5.5.7.3.2".into(), policy::OID_SMARTCARD_LOGON.into()],
+            eku: vec![
+                "1.3.6.1.5.5.7.3.2".into(),
+                policy::OID_SMARTCARD_LOGON.into(),
+            ],
             key_usage: policy::parse_key_usage("digitalSignature").expect("bit"),
             policies: vec!["2.16.840.1.101.2.1.11.42".into()],
             issuer: Some(regex::Regex::new("^CN=").expect("regex")),
