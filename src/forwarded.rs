@@ -147,7 +147,11 @@ pub unsafe fn evaluate(
             cert: Some(Rc::new(cert)),
             detail: None,
         },
-        Err((reason, detail)) => rejected(reason, detail),
+        Err((Reason::Expired, detail, Some(cert))) => Credential {
+            cert: Some(Rc::new(cert)),
+            ..rejected(Reason::Expired, detail)
+        },
+        Err((reason, detail, _)) => rejected(reason, detail),
     };
     Ok(Forwarded::Evaluated(credential))
 }
@@ -227,9 +231,13 @@ fn peer_address(c: &ngx_connection_t) -> Option<IpAddr> {
 }
 
 /// Decodes, parses and verifies a forwarded chain; the client certificate's facts when it
-/// verifies.
-fn verify_header(store: &TrustStore, value: &[u8]) -> Result<CertificateInfo, (Reason, String)> {
-    let header = |detail: String| (Reason::Header, detail);
+/// verifies. A client certificate that verifies but for its validity period is `expired`,
+/// with its facts.
+fn verify_header(
+    store: &TrustStore,
+    value: &[u8],
+) -> Result<CertificateInfo, (Reason, String, Option<CertificateInfo>)> {
+    let header = |detail: String| (Reason::Header, detail, None);
     let chain = pem::decode_chain(value).map_err(|e| header(e.to_string()))?;
     let info = CertificateInfo::from_der(&chain[0]).map_err(|e| header(e.to_string()))?;
     let certs = chain
@@ -243,7 +251,7 @@ fn verify_header(store: &TrustStore, value: &[u8]) -> Result<CertificateInfo, (R
                 && (code == X509_V_ERR_CERT_HAS_EXPIRED as c_int
                     || code == X509_V_ERR_CERT_NOT_YET_VALID as c_int) =>
         {
-            Err((Reason::Expired, text))
+            Err((Reason::Expired, text, Some(info)))
         }
         Err((_, depth, text)) => Err(header(format!("verify failed at depth {depth}: {text}"))),
     }

@@ -229,7 +229,7 @@ $pki->bundle('old-chain.pem', 'old.crt', 'dodca.crt');
 $pki->bundle('odd-chain.pem', 'odd.crt', 'dodca.crt');
 $pki->bundle('forged-chain.pem', 'forged.crt', 'rogueca.crt');
 
-$t->try_run('no auth_cert')->plan(41);
+$t->try_run('no auth_cert')->plan(42);
 
 ###############################################################################
 
@@ -367,6 +367,9 @@ like($log, qr/\[info\].*auth_cert: access denied: the forwarded client certifica
 	'log: unverifiable chain with the OpenSSL reason');
 like($log, qr/\[info\].*\(header value too long\), reason: header, identity: "", serial: -, client: 127\.0\.0\.1/,
 	'log: oversized header');
+my $old = $pki->serial('old');
+like($log, qr/\(certificate has expired\), reason: expired, identity: "OLD\.CARD\.1111111111", serial: $old,/,
+	'log: expired forwarded certificate with its identity and serial');
 like($log, qr/\[warn\].*auth_cert: identity "test user" taken from query argument "as_user" \(auth_cert_identity_arg\)/,
 	'log: identity argument at warn');
 
