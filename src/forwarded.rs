@@ -148,7 +148,7 @@ pub unsafe fn evaluate(
             detail: None,
         },
         Err((Reason::Expired, detail, Some(cert))) => Credential {
-            cert: Some(Rc::new(cert)),
+            cert: Some(cert),
             ..rejected(Reason::Expired, detail)
         },
         Err((reason, detail, _)) => rejected(reason, detail),
@@ -236,7 +236,7 @@ fn peer_address(c: &ngx_connection_t) -> Option<IpAddr> {
 fn verify_header(
     store: &TrustStore,
     value: &[u8],
-) -> Result<CertificateInfo, (Reason, String, Option<CertificateInfo>)> {
+) -> Result<CertificateInfo, (Reason, String, Option<Rc<CertificateInfo>>)> {
     let header = |detail: String| (Reason::Header, detail, None);
     let chain = pem::decode_chain(value).map_err(|e| header(e.to_string()))?;
     let info = CertificateInfo::from_der(&chain[0]).map_err(|e| header(e.to_string()))?;
@@ -251,7 +251,7 @@ fn verify_header(
                 && (code == X509_V_ERR_CERT_HAS_EXPIRED as c_int
                     || code == X509_V_ERR_CERT_NOT_YET_VALID as c_int) =>
         {
-            Err((Reason::Expired, text, Some(info)))
+            Err((Reason::Expired, text, Some(Rc::new(info))))
         }
         Err((_, depth, text)) => Err(header(format!("verify failed at depth {depth}: {text}"))),
     }
