@@ -2,6 +2,7 @@
 
 use core::ffi::{c_char, c_void};
 use core::ptr;
+use std::rc::Rc;
 
 use ngx::core::{Pool, NGX_CONF_ERROR};
 use ngx::ffi::{
@@ -14,6 +15,7 @@ use ngx::http::{
 use ngx::{ngx_conf_log_error, ngx_log_error};
 
 use crate::login;
+use crate::forwarded::{self, TrustStore};
 use crate::settings::{Mode, Settings};
 
 /// `ssl_verify_client off` in `ngx_http_ssl_srv_conf_t.verify`.
@@ -29,6 +31,8 @@ pub struct LocConf {
     /// The compiled values of `settings.token.claims`, in the same order; they live in the
     /// configuration pool.
     pub claim_values: Vec<*mut ngx_http_complex_value_t>,
+    /// The CAs of `auth_cert_header`, loaded when the directive is read.
+    pub header_ca: Option<Rc<TrustStore>>,
 }
 
 pub unsafe extern "C" fn create_loc_conf(cf: *mut ngx_conf_t) -> *mut c_void {
@@ -63,13 +67,18 @@ pub unsafe extern "C" fn merge_loc_conf(
     if conf.settings.token.claims.is_none() {
         conf.claim_values.clone_from(&parent.claim_values);
     }
+    if conf.settings.header.is_none() {
+        conf.header_ca.clone_from(&parent.header_ca);
+    }
     conf.settings.merge(&parent.settings);
     if let Err(message) = conf.settings.token.check() {
         ngx_log_error!(NGX_LOG_EMERG, cf.log, "{}", message);
         return NGX_CONF_ERROR;
     }
 
-    if conf.settings.mode() == Mode::Off {
+    // Behind a load balancer, or on a test rig, the credential may come without TLS.
+    let forwarded = conf.settings.header.is_some() || conf.settings.identity_arg.is_some();
+    if conf.settings.mode() == Mode::Off || forwarded {
         return ptr::null_mut();
     }
     // While merging, cf->ctx is the server being merged, and ngx_http_ssl_module, a static
@@ -173,6 +182,12 @@ pub unsafe extern "C" fn set_directive(
             Some((name, args)) => conf.settings.apply(name, args),
             None => Err("empty directive".to_owned()),
         });
+    let result = result.and_then(|()| match (&conf.settings.header, &conf.header_ca) {
+        (Some(header), None) => forwarded::load_store(cf_ref, &header.ca)
+            .map(|store| conf.header_ca = Some(Rc::new(store)))
+            .map_err(|e| format!("{e} in \"auth_cert_header\" directive")),
+        _ => Ok(()),
+    });
     if let Err(message) = result {
         ngx_conf_log_error!(NGX_LOG_EMERG, cf, "{}", message);
         return NGX_CONF_ERROR;

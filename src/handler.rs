@@ -17,10 +17,12 @@ use ngx::{ngx_log_error, ngx_string};
 
 use crate::cert::CertificateInfo;
 use crate::conf::LocConf;
+use crate::forwarded::{self, Forwarded};
 use crate::identity;
 use crate::module::Module;
 use crate::settings::Mode;
 use crate::tls::{self, PeerCertificate};
+use crate::trusted::Source;
 use crate::verdict::{wire_status, Reason};
 
 /// The evaluation of one request, kept in its module context for the variables.
@@ -35,6 +37,12 @@ pub struct RequestAuth {
     pub outcome: Result<String, Reason>,
     /// Unix seconds of the TLS handshake that verified the certificate, when there is one.
     pub auth_time: Option<i64>,
+    /// Where the evaluated credential came from; `None` when there was none.
+    pub source: Option<Source>,
+    /// notAfter of a trusted certificate, Unix seconds (`$auth_cert_not_after`).
+    pub not_after: String,
+    /// What exactly was wrong, for the log line of a rejection.
+    pub detail: Option<String>,
 }
 
 fn loc_conf(r: &Request) -> Option<&LocConf> {
@@ -61,6 +69,28 @@ pub fn evaluate(r: &Request) -> Option<&RequestAuth> {
 }
 
 fn compute(r: &Request, conf: &LocConf) -> RequestAuth {
+    let settings = &conf.settings;
+    let now = ngx_time();
+    let header = settings.header.as_ref().zip(conf.header_ca.as_deref());
+    let raw = <*const ngx_http_request_t>::from(r).cast_mut();
+    // SAFETY: `r` is a valid request; see `forwarded::evaluate`.
+    let forwarded = unsafe {
+        forwarded::evaluate(
+            raw,
+            header,
+            settings.identity_arg.as_ref(),
+            &settings.policy,
+            now,
+        )
+    };
+    let untrusted_header = match forwarded {
+        Ok(Forwarded::Evaluated(c)) => {
+            return RequestAuth::new(conf, c.cert, true, c.outcome, Some(c.source), c.detail)
+        }
+        Ok(Forwarded::Untrusted) => true,
+        Ok(Forwarded::Nothing) => false,
+        Err(()) => return RequestAuth::new(conf, None, false, Err(Reason::Internal), None, None),
+    };
     // SAFETY: a request's connection is valid while the request is; its `ssl` is null on
     // plain connections and is the TLS connection (shared by HTTP/2 streams) otherwise.
     let (peer, read_at) = unsafe {
@@ -71,24 +101,52 @@ fn compute(r: &Request, conf: &LocConf) -> RequestAuth {
     };
     let (cert, trusted, outcome) = match peer {
         None => (None, false, Err(Reason::Internal)),
+        Some(PeerCertificate::Absent) if untrusted_header => (None, false, Err(Reason::Network)),
         Some(PeerCertificate::Absent) => (None, false, Err(Reason::NoCert)),
         Some(PeerCertificate::Unverified(info)) => (info.clone(), false, Err(Reason::Verify)),
         Some(PeerCertificate::Unparseable) => (None, false, Err(Reason::Parse)),
         Some(PeerCertificate::Verified(info)) => {
-            let outcome = conf
-                .settings
-                .policy
-                .evaluate(info, ngx_time())
-                .map(str::to_owned);
+            let outcome = settings.policy.evaluate(info, now).map(str::to_owned);
             (Some(info.clone()), true, outcome)
         }
     };
-    RequestAuth {
-        conf,
-        auth_time: read_at.filter(|_| trusted),
-        cert,
-        trusted,
-        outcome,
+    let source = match peer {
+        Some(PeerCertificate::Absent) | None => None,
+        Some(_) => Some(Source::Tls),
+    };
+    let detail = untrusted_header.then(|| "forwarded certificate header ignored".to_owned());
+    RequestAuth::new(conf, cert, trusted, outcome, source, detail)
+        .with_auth_time(read_at.filter(|_| trusted))
+}
+
+impl RequestAuth {
+    fn new(
+        conf: &LocConf,
+        cert: Option<Rc<CertificateInfo>>,
+        trusted: bool,
+        outcome: Result<String, Reason>,
+        source: Option<Source>,
+        detail: Option<String>,
+    ) -> Self {
+        let not_after = cert
+            .as_deref()
+            .filter(|_| trusted)
+            .map_or_else(String::new, |c| c.not_after.to_string());
+        RequestAuth {
+            conf,
+            cert,
+            trusted,
+            outcome,
+            source,
+            not_after,
+            detail,
+            auth_time: None,
+        }
+    }
+
+    fn with_auth_time(mut self, auth_time: Option<i64>) -> Self {
+        self.auth_time = auth_time;
+        self
     }
 }
 
@@ -100,6 +158,13 @@ pub unsafe extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ngx_int_t
     };
     let mode = conf.settings.mode();
     if mode == Mode::Off {
+        // A forwarded certificate header never reaches an upstream, even unevaluated.
+        if let Some(header) = &conf.settings.header {
+            // SAFETY: `r` is the valid request of this handler.
+            if unsafe { forwarded::take_header(r, &header.name) }.is_err() {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+            }
+        }
         return NGX_DECLINED as ngx_int_t;
     }
     let Some(auth) = evaluate(request) else {
@@ -126,11 +191,16 @@ pub fn log_rejection(r: &Request, conf: &LocConf, auth: &RequestAuth, reason: Re
     let serial = auth.cert.as_deref().map_or("-", |c| c.serial.as_str());
     // SAFETY: the request's connection and its log are valid for the request's lifetime.
     let log = unsafe { (*r.connection()).log };
+    let detail = auth
+        .detail
+        .as_deref()
+        .map_or(String::new(), |d| format!(" ({d})"));
     ngx_log_error!(
         NGX_LOG_INFO,
         log,
-        "auth_cert: access denied: {}, reason: {}, identity: \"{}\", serial: {}",
+        "auth_cert: access denied: {}{}, reason: {}, identity: \"{}\", serial: {}",
         reason.message(),
+        detail,
         reason.as_str(),
         identity.escape_debug(),
         serial

@@ -7,13 +7,17 @@
 
 pub mod cert;
 pub mod identity;
+pub mod pem;
 pub mod policy;
 pub mod settings;
 pub mod token;
+pub mod trusted;
 pub mod verdict;
 
 #[cfg(not(test))]
 mod conf;
+#[cfg(not(test))]
+mod forwarded;
 #[cfg(not(test))]
 mod handler;
 #[cfg(not(test))]

@@ -6,8 +6,9 @@ use core::ptr;
 use ngx::ffi::{
     ngx_array_push, ngx_command_t, ngx_conf_t, ngx_http_handler_pt, ngx_http_module_t,
     ngx_http_phases_NGX_HTTP_ACCESS_PHASE, ngx_int_t, ngx_module_t, ngx_uint_t, NGX_CONF_1MORE,
-    NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_CONF_TAKE12, NGX_CONF_TAKE2, NGX_ERROR, NGX_HTTP_LOC_CONF,
-    NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_MODULE, NGX_HTTP_SRV_CONF, NGX_OK,
+    NGX_CONF_2MORE, NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_CONF_TAKE12, NGX_CONF_TAKE2, NGX_ERROR,
+    NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_MODULE,
+    NGX_HTTP_SRV_CONF, NGX_OK,
 };
 use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 
@@ -79,7 +80,7 @@ const fn location_directive(name: &'static CStr, arguments: u32) -> ngx_command_
     command
 }
 
-static mut COMMANDS: [ngx_command_t; 15] = [
+static mut COMMANDS: [ngx_command_t; 17] = [
     directive(c"auth_cert", NGX_CONF_TAKE1),
     directive(c"auth_cert_identity", NGX_CONF_1MORE),
     directive(c"auth_cert_identity_regex", NGX_CONF_TAKE1),
@@ -87,6 +88,8 @@ static mut COMMANDS: [ngx_command_t; 15] = [
     directive(c"auth_cert_key_usage", NGX_CONF_1MORE),
     directive(c"auth_cert_policy", NGX_CONF_1MORE),
     directive(c"auth_cert_issuer", NGX_CONF_TAKE1),
+    directive(c"auth_cert_header", NGX_CONF_2MORE),
+    directive(c"auth_cert_identity_arg", NGX_CONF_2MORE),
     directive(c"auth_cert_token_key", NGX_CONF_TAKE12),
     directive(c"auth_cert_token_ttl", NGX_CONF_TAKE1),
     directive(c"auth_cert_token_issuer", NGX_CONF_TAKE1),

@@ -10,6 +10,7 @@ use regex::Regex;
 use crate::identity::{IdentityRegex, IdentitySource};
 use crate::policy::{self, Policy};
 use crate::token::TokenSettings;
+use crate::trusted::{ArgSource, HeaderSource};
 
 /// `auth_cert on | optional | off`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +40,10 @@ pub struct Settings {
     /// Where relative file names in directives are found: nginx's configuration prefix, set by
     /// the nginx side when the level is created.
     pub conf_prefix: PathBuf,
+    /// `auth_cert_header`.
+    pub header: Option<HeaderSource>,
+    /// `auth_cert_identity_arg`.
+    pub identity_arg: Option<ArgSource>,
 }
 
 impl Settings {
@@ -62,6 +67,12 @@ impl Settings {
         }
         self.policy.merge(&parent.policy);
         self.token.merge(&parent.token);
+        if self.header.is_none() {
+            self.header.clone_from(&parent.header);
+        }
+        if self.identity_arg.is_none() {
+            self.identity_arg.clone_from(&parent.identity_arg);
+        }
     }
 
     /// Applies directive `name` with its arguments `args` (without the name).
@@ -124,6 +135,19 @@ impl Settings {
                 policy.issuer =
                     Some(Regex::new(pattern).map_err(|e| invalid_regex(name, pattern, &e))?);
             }
+            "auth_cert_header" => {
+                if self.header.is_some() {
+                    return Err(duplicate());
+                }
+                self.header = Some(HeaderSource::parse(args).map_err(|e| in_directive(name, &e))?);
+            }
+            "auth_cert_identity_arg" => {
+                if self.identity_arg.is_some() {
+                    return Err(duplicate());
+                }
+                self.identity_arg =
+                    Some(ArgSource::parse(args).map_err(|e| in_directive(name, &e))?);
+            }
             _ if TokenSettings::is_directive(name) => {
                 self.token.apply(name, args, &self.conf_prefix)?;
             }
@@ -155,6 +179,10 @@ fn each<T>(
     args.iter()
         .map(|w| parse(w).map_err(|e| format!("{e} in \"{name}\" directive")))
         .collect()
+}
+
+fn in_directive(name: &str, error: &str) -> String {
+    format!("{error} in \"{name}\" directive")
 }
 
 fn invalid_regex(name: &str, pattern: &str, error: &dyn core::fmt::Display) -> String {
@@ -253,6 +281,49 @@ mod tests {
             err,
             "invalid certificate policy OID \"1.2.x\" in \"auth_cert_policy\" directive"
         );
+    }
+
+    #[test]
+    fn forwarded_credentials() {
+        let s = settings(&[
+            (
+                "auth_cert_header",
+                &["X-Client-Cert", "from=10.0.0.0/8", "ca=certs/ca.crt"],
+            ),
+            ("auth_cert_identity_arg", &["as_user", "from=127.0.0.1"]),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.header.as_ref().map(|h| h.ca.as_str()),
+            Some("certs/ca.crt")
+        );
+        assert_eq!(
+            s.identity_arg.as_ref().map(|a| a.name.as_str()),
+            Some("as_user")
+        );
+
+        let err =
+            settings(&[("auth_cert_header", &["X", "from=10.0.0.0/40", "ca=c"])]).unwrap_err();
+        assert_eq!(
+            err,
+            "invalid network \"10.0.0.0/40\" in \"auth_cert_header\" directive"
+        );
+        let err = settings(&[("auth_cert_identity_arg", &["u"])]).unwrap_err();
+        assert_eq!(
+            err,
+            "missing \"from=\" parameter in \"auth_cert_identity_arg\" directive"
+        );
+        let err = settings(&[
+            ("auth_cert_identity_arg", &["u", "from=::1"]),
+            ("auth_cert_identity_arg", &["v", "from=::1"]),
+        ])
+        .unwrap_err();
+        assert_eq!(err, "\"auth_cert_identity_arg\" directive is duplicate");
+
+        let mut child = Settings::default();
+        child.merge(&s);
+        assert_eq!(child.header, s.header);
+        assert_eq!(child.identity_arg, s.identity_arg);
     }
 
     #[test]

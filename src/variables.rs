@@ -12,7 +12,7 @@ use crate::handler::{self, RequestAuth};
 type Getter = fn(&RequestAuth) -> &str;
 
 /// The variables, by name; the index is the `data` of the getter.
-const VARIABLES: [(&str, Getter); 7] = [
+const VARIABLES: [(&str, Getter); 11] = [
     ("auth_cert_status", |a| match &a.outcome {
         Ok(_) => "ok",
         Err(reason) => reason.status().as_str(),
@@ -30,6 +30,14 @@ const VARIABLES: [(&str, Getter); 7] = [
     ("auth_cert_fingerprint", |a| {
         trusted(a).map_or("", |c| &c.fingerprint)
     }),
+    ("auth_cert_email", |a| {
+        trusted(a).and_then(|c| c.email()).unwrap_or("")
+    }),
+    ("auth_cert_upn", |a| {
+        trusted(a).and_then(|c| c.upn()).unwrap_or("")
+    }),
+    ("auth_cert_not_after", |a| &a.not_after),
+    ("auth_cert_source", |a| a.source.map_or("", |s| s.as_str())),
 ];
 
 /// The certificate's facts, when its chain verified.

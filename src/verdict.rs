@@ -46,6 +46,11 @@ pub enum Reason {
     Policy,
     /// The issuer DN does not match.
     Issuer,
+    /// A forwarded certificate (`auth_cert_header`) is malformed or does not verify.
+    Header,
+    /// A forwarded certificate came from a peer outside the trusted networks, and nothing
+    /// else authenticates the request.
+    Network,
     /// An internal failure (memory), never the client's fault.
     Internal,
 }
@@ -62,6 +67,8 @@ impl Reason {
             Self::KeyUsage => "key_usage",
             Self::Policy => "policy",
             Self::Issuer => "issuer",
+            Self::Header => "header",
+            Self::Network => "network",
             Self::Internal => "internal",
         }
     }
@@ -69,7 +76,9 @@ impl Reason {
     pub fn status(self) -> Status {
         match self {
             Self::NoCert => Status::None,
-            Self::Verify | Self::Expired | Self::Parse => Status::Invalid,
+            Self::Verify | Self::Expired | Self::Parse | Self::Header | Self::Network => {
+                Status::Invalid
+            }
             Self::Identity | Self::Eku | Self::KeyUsage | Self::Policy | Self::Issuer => {
                 Status::Denied
             }
@@ -101,6 +110,8 @@ impl Reason {
             Self::KeyUsage => "the client certificate lacks a required key usage",
             Self::Policy => "the client certificate has no accepted certificate policy",
             Self::Issuer => "the client certificate issuer is not accepted",
+            Self::Header => "the forwarded client certificate is malformed or does not verify",
+            Self::Network => "a forwarded client certificate is not accepted from this address",
             Self::Internal => "internal error",
         }
     }
@@ -127,6 +138,8 @@ mod tests {
         assert_eq!(Reason::Eku.status(), Status::Denied);
         assert_eq!(Reason::Identity.status(), Status::Denied);
         assert_eq!(Reason::Internal.status(), Status::Error);
+        assert_eq!(Reason::Header.status(), Status::Invalid);
+        assert_eq!(Reason::Network.status(), Status::Invalid);
     }
 
     #[test]
@@ -134,6 +147,8 @@ mod tests {
         assert_eq!(Reason::NoCert.http_status(), 496);
         assert_eq!(Reason::Verify.http_status(), 495);
         assert_eq!(Reason::Issuer.http_status(), 403);
+        assert_eq!(Reason::Header.http_status(), 403);
+        assert_eq!(Reason::Network.http_status(), 403);
         assert_eq!(wire_status(496), 400);
         assert_eq!(wire_status(495), 400);
         assert_eq!(wire_status(403), 403);
@@ -151,6 +166,8 @@ mod tests {
             Reason::KeyUsage,
             Reason::Policy,
             Reason::Issuer,
+            Reason::Header,
+            Reason::Network,
             Reason::Internal,
         ] {
             assert!(!r.message().contains('\n'));
