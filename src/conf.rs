@@ -14,8 +14,8 @@ use ngx::http::{
 };
 use ngx::{ngx_conf_log_error, ngx_log_error};
 
-use crate::login;
 use crate::forwarded::{self, TrustStore};
+use crate::login;
 use crate::settings::{Mode, Settings};
 
 /// `ssl_verify_client off` in `ngx_http_ssl_srv_conf_t.verify`.

@@ -5,6 +5,9 @@
 
 use core::fmt;
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+
 use crate::trusted::percent_decode;
 
 /// Longest header value accepted; a client certificate with two intermediates, escaped, is
@@ -86,39 +89,13 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-fn base64_value(b: u8) -> Option<u32> {
-    Some(u32::from(match b {
-        b'A'..=b'Z' => b - b'A',
-        b'a'..=b'z' => b - b'a' + 26,
-        b'0'..=b'9' => b - b'0' + 52,
-        b'+' => 62,
-        b'/' => 63,
-        _ => return None,
-    }))
-}
-
-/// Strict standard base64 with padding; whitespace anywhere is ignored.
+/// Standard base64 with canonical padding; whitespace anywhere is ignored.
 fn base64_decode(input: &[u8]) -> Option<Vec<u8>> {
     let symbols: Vec<u8> = input.iter().copied().filter(|&b| !is_space(b)).collect();
-    if symbols.is_empty() || !symbols.len().is_multiple_of(4) {
+    if symbols.is_empty() {
         return None;
     }
-    let mut out = Vec::with_capacity(symbols.len() / 4 * 3);
-    let last = symbols.len() / 4 - 1;
-    for (i, quad) in symbols.chunks_exact(4).enumerate() {
-        let padding = quad.iter().rev().take_while(|&&b| b == b'=').count();
-        if padding > 2 || (padding > 0 && i != last) {
-            return None;
-        }
-        let mut bits = 0u32;
-        for &b in &quad[..4 - padding] {
-            bits = bits << 6 | base64_value(b)?;
-        }
-        bits <<= 6 * padding as u32;
-        let bytes = bits.to_be_bytes();
-        out.extend_from_slice(&bytes[1..4 - padding]);
-    }
-    Some(out)
+    STANDARD.decode(symbols).ok()
 }
 
 #[cfg(test)]
@@ -128,21 +105,7 @@ mod tests {
     const DER: &[u8] = b"\x30\x03\x02\x01\x05-any bytes-\xff\x00";
 
     fn pem(der: &[u8]) -> String {
-        let mut b64 = String::new();
-        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        for chunk in der.chunks(3) {
-            let n = chunk
-                .iter()
-                .enumerate()
-                .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
-            for i in 0..4 {
-                if i <= chunk.len() {
-                    b64.push(alphabet[(n >> (18 - 6 * i) & 63) as usize] as char);
-                } else {
-                    b64.push('=');
-                }
-            }
-        }
+        let b64 = STANDARD.encode(der);
         let lines: Vec<&str> = b64
             .as_bytes()
             .chunks(16)
