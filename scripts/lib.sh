@@ -22,6 +22,17 @@ ensure_packages() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
+# Python modules the token tests verify with (an implementation independent of the module).
+PYTHON_MODULES="pyjwt cryptography"
+
+ensure_python_modules() {
+    python3 -c 'import jwt, cryptography' 2>/dev/null && return 0
+    say "installing Python modules: $PYTHON_MODULES"
+    # A Python without pip, or whose packages Debian manages, gets Debian's packages.
+    python3 -m pip install --quiet $PYTHON_MODULES 2>/dev/null \
+        || ensure_packages python3-jwt python3-cryptography
+}
+
 ensure_rust() {
     command -v cargo >/dev/null || {
         echo "cargo is not installed: install Rust (https://rustup.rs) first" >&2

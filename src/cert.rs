@@ -208,7 +208,7 @@ fn attribute_text(value: &Any<'_>) -> Option<String> {
         // T.61 is treated as Latin-1, as OpenSSL does.
         Tag::TeletexString => Some(data.iter().map(|&b| char::from(b)).collect()),
         Tag::BmpString => {
-            if data.len() % 2 != 0 {
+            if !data.len().is_multiple_of(2) {
                 return None;
             }
             let units = data
@@ -219,7 +219,7 @@ fn attribute_text(value: &Any<'_>) -> Option<String> {
                 .ok()
         }
         Tag::UniversalString => {
-            if data.len() % 4 != 0 {
+            if !data.len().is_multiple_of(4) {
                 return None;
             }
             data.chunks_exact(4)
@@ -257,6 +257,8 @@ fn attribute_short_name(oid: &str) -> Option<&'static str> {
 
 /// RFC 4514 string of a distinguished name: RDNs from last to first, multi-valued RDNs joined
 /// with `+`, special characters escaped, UTF-8 kept as is, non-string values as `#` hex of DER.
+/// For ASCII names this is nginx's `$ssl_client_s_dn`; nginx (OpenSSL's RFC 2253 mode) writes
+/// each byte of a non-ASCII character as `\XX` instead.
 pub fn rfc4514(name: &X509Name<'_>) -> String {
     let rdns: Vec<_> = name.iter_rdn().collect();
     let mut out = String::new();
@@ -264,7 +266,9 @@ pub fn rfc4514(name: &X509Name<'_>) -> String {
         if i > 0 {
             out.push(',');
         }
-        for (j, atv) in rdn.iter().enumerate() {
+        // Within a multi-valued RDN too, the last attribute first, as OpenSSL prints it.
+        let attributes: Vec<_> = rdn.iter().collect();
+        for (j, atv) in attributes.iter().rev().enumerate() {
             if j > 0 {
                 out.push('+');
             }
@@ -340,17 +344,16 @@ pub fn hex_lower(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rcgen::string::BmpString;
+    use rcgen::string::{BmpString, TeletexString, UniversalString};
     use rcgen::{
-        CertificateParams, CustomExtension, DistinguishedName, DnType, DnValue,
-        ExtendedKeyUsagePurpose, KeyPair, KeyUsagePurpose, OtherNameValue, SanType,
+        CertificateParams, CustomExtension, DnType, DnValue, ExtendedKeyUsagePurpose, KeyPair,
+        KeyUsagePurpose, OtherNameValue, SanType, SerialNumber,
     };
 
-    const UID_ARCS: [u64; 7] = [0, 9, 2342, 19200300, 100, 1, 1];
-    const UPN_ARCS: [u64; 10] = [1, 3, 6, 1, 4, 1, 311, 20, 2, 3];
-
-    /// certificatePolicies with the single policy 2.16.840.1.101.2.1.11.42.
-    const DOD_POLICY_DER: [u8; 15] = [
+    const SMARTCARD_LOGON: [u64; 10] = [1, 3, 6, 1, 4, 1, 311, 20, 2, 2];
+    const UPN: [u64; 10] = [1, 3, 6, 1, 4, 1, 311, 20, 2, 3];
+    /// certificatePolicies with the one policy 2.16.840.1.101.2.1.11.42.
+    const POLICIES_DER: [u8; 15] = [
         0x30, 0x0d, 0x30, 0x0b, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x02, 0x01, 0x0b, 0x2a,
     ];
 
@@ -359,26 +362,39 @@ mod tests {
         params.self_signed(&key).unwrap().der().to_vec()
     }
 
-    fn smartcard_params() -> CertificateParams {
+    fn with_subject(attrs: Vec<(DnType, DnValue)>) -> Vec<u8> {
         let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CountryName, "US");
-        dn.push(DnType::OrganizationName, "U.S. Government");
-        dn.push(DnType::CustomDnType(UID_ARCS.to_vec()), "jdoe");
-        dn.push(DnType::CommonName, "DOE.JOHN.Q.1234567890");
-        params.distinguished_name = dn;
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        for (ty, value) in attrs {
+            params.distinguished_name.push(ty, value);
+        }
+        der(params)
+    }
+
+    #[test]
+    fn cac_like_certificate() {
+        let mut params = CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(DnType::CountryName, "US");
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "U.S. Government");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "LAST.FIRST.MIDDLE.1234567890");
+        params.serial_number = Some(SerialNumber::from_slice(&[0x00, 0x0a, 0x1b]));
         params.subject_alt_names = vec![
-            SanType::Rfc822Name("john.doe@example.mil".try_into().unwrap()),
+            SanType::Rfc822Name("first.last@mail.mil".try_into().unwrap()),
             SanType::OtherName((
-                UPN_ARCS.to_vec(),
+                UPN.to_vec(),
                 OtherNameValue::Utf8String("1234567890@mil".into()),
             )),
-            SanType::DnsName("host.example.mil".try_into().unwrap()),
-            SanType::URI("urn:uuid:f81d4fae".try_into().unwrap()),
+            SanType::URI("urn:uuid:1".try_into().unwrap()),
+            SanType::DnsName("host.example.org".try_into().unwrap()),
         ];
         params.extended_key_usages = vec![
             ExtendedKeyUsagePurpose::ClientAuth,
-            ExtendedKeyUsagePurpose::Other(vec![1, 3, 6, 1, 4, 1, 311, 20, 2, 2]),
+            ExtendedKeyUsagePurpose::Other(SMARTCARD_LOGON.to_vec()),
         ];
         params.key_usages = vec![
             KeyUsagePurpose::DigitalSignature,
@@ -386,91 +402,103 @@ mod tests {
         ];
         params.custom_extensions = vec![CustomExtension::from_oid_content(
             &[2, 5, 29, 32],
-            DOD_POLICY_DER.to_vec(),
+            POLICIES_DER.to_vec(),
         )];
-        params.serial_number = Some(vec![0x00, 0x8f, 0x01].into());
-        params
-    }
-
-    #[test]
-    fn reads_what_identity_and_policy_need() {
-        let der = der(smartcard_params());
+        let der = der(params);
         let info = CertificateInfo::from_der(&der).unwrap();
         assert_eq!(
             info.subject,
-            "CN=DOE.JOHN.Q.1234567890,UID=jdoe,O=U.S. Government,C=US"
+            "CN=LAST.FIRST.MIDDLE.1234567890,O=U.S. Government,C=US"
         );
         assert_eq!(info.issuer, info.subject);
-        assert_eq!(info.attribute_values(OID_UID).collect::<Vec<_>>(), ["jdoe"]);
-        assert_eq!(info.email(), Some("john.doe@example.mil"));
+        assert_eq!(info.serial, "0A1B");
+        assert_eq!(info.fingerprint, hex_lower(&Sha256::digest(&der)));
+        assert_eq!(info.email(), Some("first.last@mail.mil"));
         assert_eq!(info.upn(), Some("1234567890@mil"));
-        assert_eq!(info.san_dns, ["host.example.mil"]);
-        assert_eq!(info.san_uri, ["urn:uuid:f81d4fae"]);
+        assert_eq!(info.san_uri, vec!["urn:uuid:1".to_owned()]);
+        assert_eq!(info.san_dns, vec!["host.example.org".to_owned()]);
         assert_eq!(
             info.extended_key_usage,
-            ["1.3.6.1.5.5.7.3.2", "1.3.6.1.4.1.311.20.2.2"]
+            vec![
+                "1.3.6.1.5.5.7.3.2".to_owned(),
+                "1.3.6.1.4.1.311.20.2.2".to_owned()
+            ]
         );
         assert_eq!(info.key_usage, Some(0b11));
-        assert_eq!(info.policies, ["2.16.840.1.101.2.1.11.42"]);
-        assert_eq!(info.serial, "8F01");
-        assert_eq!(info.fingerprint, hex_lower(&Sha256::digest(&der)));
-        assert!(info.is_valid_at(info.not_before));
-        assert!(!info.is_valid_at(info.not_after + 1));
+        assert_eq!(info.policies, vec!["2.16.840.1.101.2.1.11.42".to_owned()]);
+        assert!(info.not_before < info.not_after);
     }
 
     #[test]
-    fn subject_is_escaped_as_rfc4514() {
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::OrganizationName, "Acme, Inc. <R&D>");
-        dn.push(DnType::CommonName, " #lead+1;\"x\"\\ ");
-        dn.push(DnType::OrganizationalUnitName, "Zoë Ørsted");
-        params.distinguished_name = dn;
-        let info = CertificateInfo::from_der(&der(params)).unwrap();
+    fn string_types_decode_to_utf8() {
+        let der = with_subject(vec![
+            (
+                DnType::CommonName,
+                DnValue::BmpString(BmpString::try_from("Zoë Ørsted").unwrap()),
+            ),
+            (
+                DnType::OrganizationName,
+                DnValue::UniversalString(UniversalString::try_from("Øst 𝄞").unwrap()),
+            ),
+            (
+                DnType::OrganizationalUnitName,
+                DnValue::TeletexString(TeletexString::try_from("Ops").unwrap()),
+            ),
+        ]);
+        let info = CertificateInfo::from_der(&der).unwrap();
+        assert_eq!(info.attribute_values(OID_CN).next(), Some("Zoë Ørsted"));
+        assert_eq!(info.subject, "OU=Ops,O=Øst 𝄞,CN=Zoë Ørsted");
+    }
+
+    #[test]
+    fn special_characters_are_escaped() {
+        let der = with_subject(vec![
+            (DnType::CommonName, "#Doe, \"J\" <j+d>; \\ ".into()),
+            (DnType::OrganizationName, "tab\there\r\n".into()),
+        ]);
+        let info = CertificateInfo::from_der(&der).unwrap();
         assert_eq!(
             info.subject,
-            "OU=Zoë Ørsted,CN=\\ #lead\\+1\\;\\\"x\\\"\\\\\\ ,O=Acme\\, Inc. \\<R&D\\>"
+            "O=tab\\09here\\0D\\0A,CN=\\#Doe\\, \\\"J\\\" \\<j\\+d\\>\\; \\\\\\ "
         );
+        assert!(!info.subject.chars().any(char::is_control));
     }
 
     #[test]
-    fn control_characters_and_leading_hash_are_escaped() {
-        let mut out = String::new();
-        escape_rfc4514_value(&mut out, "#a\nb");
-        assert_eq!(out, "\\#a\\0Ab");
+    fn empty_subject() {
+        let info = CertificateInfo::from_der(&with_subject(vec![])).unwrap();
+        assert_eq!(info.subject, "");
+        assert!(info.subject_attributes.is_empty());
+        assert_eq!(info.email(), None);
     }
 
     #[test]
-    fn bmp_string_attributes_are_decoded() {
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(
-            DnType::CommonName,
-            DnValue::BmpString(BmpString::try_from("Łukasz").unwrap()),
-        );
-        params.distinguished_name = dn;
-        let info = CertificateInfo::from_der(&der(params)).unwrap();
-        assert_eq!(
-            info.attribute_values(OID_CN).collect::<Vec<_>>(),
-            ["Łukasz"]
-        );
+    fn invalid_utf8_is_no_text() {
+        let mut der = with_subject(vec![(DnType::CommonName, "MARKER".into())]);
+        // In the issuer and in the subject (the certificate is self-signed).
+        while let Some(at) = der.windows(6).position(|w| w == b"MARKER") {
+            der[at..at + 6].copy_from_slice(b"\xffBAD\xfe\x00");
+        }
+        let info = CertificateInfo::from_der(&der).unwrap();
+        assert_eq!(info.attribute_values(OID_CN).next(), None);
+        assert_eq!(info.subject, "CN=#0c06ff424144fe00");
     }
 
     #[test]
-    fn garbage_truncated_and_trailing_data_are_errors() {
-        let der = der(smartcard_params());
-        assert!(CertificateInfo::from_der(b"not a certificate").is_err());
-        assert!(CertificateInfo::from_der(&[]).is_err());
-        assert!(CertificateInfo::from_der(&der[..der.len() - 1]).is_err());
+    fn not_a_certificate() {
+        let der = with_subject(vec![(DnType::CommonName, "x".into())]);
         let mut trailing = der.clone();
         trailing.push(0);
         assert!(CertificateInfo::from_der(&trailing).is_err());
+        assert!(CertificateInfo::from_der(&der[..der.len() - 1]).is_err());
+        assert!(CertificateInfo::from_der(b"").is_err());
+        assert!(CertificateInfo::from_der(b"\x30\x03\x02\x01\x05").is_err());
     }
 
     #[test]
-    fn serial_keeps_at_least_one_byte() {
-        assert_eq!(serial_hex(&[0x00]), "00");
-        assert_eq!(serial_hex(&[0x00, 0x00, 0x0a]), "0A");
-        assert_eq!(serial_hex(&[0x7f, 0x00]), "7F00");
+    fn serial_numbers() {
+        assert_eq!(serial_hex(&[0x00, 0x00]), "00");
+        assert_eq!(serial_hex(&[]), "00");
+        assert_eq!(serial_hex(&[0x00, 0xff, 0x01]), "FF01");
     }
 }

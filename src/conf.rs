@@ -2,12 +2,20 @@
 
 use core::ffi::{c_char, c_void};
 use core::ptr;
+use std::rc::Rc;
 
 use ngx::core::{Pool, NGX_CONF_ERROR};
-use ngx::ffi::{ngx_command_t, ngx_conf_t, ngx_str_t, NGX_LOG_EMERG};
-use ngx::http::{HttpModuleServerConf, NgxHttpSslModule};
+use ngx::ffi::{
+    ngx_command_t, ngx_conf_t, ngx_http_compile_complex_value, ngx_http_compile_complex_value_t,
+    ngx_http_complex_value_t, ngx_pcalloc, ngx_str_t, NGX_LOG_EMERG, NGX_OK,
+};
+use ngx::http::{
+    HttpModuleLocationConf, HttpModuleServerConf, NgxHttpCoreModule, NgxHttpSslModule,
+};
 use ngx::{ngx_conf_log_error, ngx_log_error};
 
+use crate::forwarded::{self, TrustStore};
+use crate::login;
 use crate::session;
 use crate::settings::{Mode, Settings};
 
@@ -18,15 +26,27 @@ const SSL_VERIFY_OFF: usize = 0;
 #[derive(Debug, Default)]
 pub struct LocConf {
     pub settings: Settings,
-    /// Where `auth_cert` was written, for the error found only when merging.
-    mode_origin: (String, usize),
+    /// Where `auth_cert` (or `auth_cert_login`) was written, for the error found only when
+    /// merging.
+    mode_origin: (&'static str, String, usize),
+    /// The compiled values of `settings.token.claims`, in the same order; they live in the
+    /// configuration pool.
+    pub claim_values: Vec<*mut ngx_http_complex_value_t>,
+    /// The CAs of `auth_cert_header`, loaded when the directive is read.
+    pub header_ca: Option<Rc<TrustStore>>,
 }
 
 pub unsafe extern "C" fn create_loc_conf(cf: *mut ngx_conf_t) -> *mut c_void {
     // SAFETY: nginx calls this with a valid configuration; its pool lives as long as the
     // configuration and runs the drop cleanup that `allocate` registers.
     let pool = unsafe { Pool::from_ngx_pool((*cf).pool) };
-    pool.allocate(LocConf::default()).cast()
+    let mut conf = LocConf::default();
+    // SAFETY: as above; the cycle and its conf_prefix outlive the configuration.
+    let prefix = unsafe { (*(*cf).cycle).conf_prefix };
+    conf.settings.conf_prefix = String::from_utf8_lossy(prefix.as_bytes())
+        .into_owned()
+        .into();
+    pool.allocate(conf).cast()
 }
 
 pub unsafe extern "C" fn merge_loc_conf(
@@ -42,12 +62,32 @@ pub unsafe extern "C" fn merge_loc_conf(
             &mut *child.cast::<LocConf>(),
         )
     };
-    if !conf.settings.has_mode() {
+    if !conf.settings.has_mode() && conf.settings.token.login.is_none() {
         conf.mode_origin.clone_from(&parent.mode_origin);
     }
+    if conf.settings.token.claims.is_none() {
+        conf.claim_values.clone_from(&parent.claim_values);
+    }
+    if conf.settings.header.is_none() {
+        conf.header_ca.clone_from(&parent.header_ca);
+    }
     conf.settings.merge(&parent.settings);
+    if let Err(message) = conf.settings.token.check() {
+        ngx_log_error!(NGX_LOG_EMERG, cf.log, "{}", message);
+        return NGX_CONF_ERROR;
+    }
 
-    if conf.settings.mode() == Mode::Off {
+    if let (Some(max_age), false) = (conf.settings.max_age(), conf.settings.mode() == Mode::Off) {
+        let ctx = NgxHttpSslModule::server_conf(cf).map_or(ptr::null_mut(), |s| s.ssl.ctx);
+        // SAFETY: the SSL context of the server being merged, not serving yet.
+        if !unsafe { session::note_max_age(ctx.cast(), max_age) } {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    // Behind a load balancer, or on a test rig, the credential may come without TLS.
+    let forwarded = conf.settings.header.is_some() || conf.settings.identity_arg.is_some();
+    if conf.settings.mode() == Mode::Off || forwarded {
         return ptr::null_mut();
     }
     // While merging, cf->ctx is the server being merged, and ngx_http_ssl_module, a static
@@ -57,21 +97,78 @@ pub unsafe extern "C" fn merge_loc_conf(
         ngx_log_error!(
             NGX_LOG_EMERG,
             cf.log,
-            "\"auth_cert\" in {}:{} requires \"ssl_verify_client on\", \"optional\" or \
+            "\"{}\" in {}:{} requires \"ssl_verify_client on\", \"optional\" or \
              \"optional_no_ca\" in its server",
             conf.mode_origin.0,
-            conf.mode_origin.1
+            conf.mode_origin.1,
+            conf.mode_origin.2
         );
         return NGX_CONF_ERROR;
     }
-    if let Some(max_age) = conf.settings.max_age() {
-        let ctx = NgxHttpSslModule::server_conf(cf).map_or(ptr::null_mut(), |s| s.ssl.ctx);
-        // SAFETY: the SSL context of the server being merged, not serving yet.
-        if !unsafe { session::note_max_age(ctx.cast(), max_age) } {
-            return NGX_CONF_ERROR;
-        }
-    }
     ptr::null_mut()
+}
+
+/// The nginx side of the token directives: content handlers and claim values with variables.
+///
+/// # Safety
+/// `cf` must be the configuration reading directive `name` of the location `conf`.
+unsafe fn after_token_directive(
+    cf: *mut ngx_conf_t,
+    conf: &mut LocConf,
+    name: &[u8],
+    args: &[ngx_str_t],
+) -> bool {
+    // SAFETY: valid per the caller.
+    let cf_ref = unsafe { &*cf };
+    let handler = match name {
+        b"auth_cert_login" => login::login_handler,
+        b"auth_cert_jwks" => login::jwks_handler,
+        b"auth_cert_token_claim" => {
+            let Some(value) = args.get(1) else {
+                return false;
+            };
+            // SAFETY: valid cf; the complex value and the argument string live in its pool.
+            let compiled = unsafe { compile_complex_value(cf, value) };
+            if compiled.is_null() {
+                return false;
+            }
+            conf.claim_values.push(compiled);
+            return true;
+        }
+        _ => return true,
+    };
+    // As nginx's own content handlers (proxy_pass, stub_status): set at directive time.
+    match NgxHttpCoreModule::location_conf_mut(cf_ref) {
+        Some(clcf) => {
+            clcf.handler = Some(handler);
+            true
+        }
+        None => false,
+    }
+}
+
+/// # Safety
+/// `cf` must be a valid configuration; `value` must live as long as its pool.
+unsafe fn compile_complex_value(
+    cf: *mut ngx_conf_t,
+    value: &ngx_str_t,
+) -> *mut ngx_http_complex_value_t {
+    // SAFETY: allocation in the configuration pool, zeroed as nginx expects.
+    let cv = unsafe { ngx_pcalloc((*cf).pool, size_of::<ngx_http_complex_value_t>()) }
+        .cast::<ngx_http_complex_value_t>();
+    if cv.is_null() {
+        return cv;
+    }
+    // SAFETY: an all-zero ngx_http_compile_complex_value_t is the documented starting state.
+    let mut ccv: ngx_http_compile_complex_value_t = unsafe { core::mem::zeroed() };
+    ccv.cf = cf;
+    ccv.value = ptr::from_ref(value).cast_mut();
+    ccv.complex_value = cv;
+    // SAFETY: ccv is complete; nginx logs its own error on failure.
+    if unsafe { ngx_http_compile_complex_value(&mut ccv) } != NGX_OK as ngx::ffi::ngx_int_t {
+        return ptr::null_mut();
+    }
+    cv
 }
 
 /// Handler of every directive of the module: the words go to [`Settings::apply`].
@@ -94,14 +191,34 @@ pub unsafe extern "C" fn set_directive(
             Some((name, args)) => conf.settings.apply(name, args),
             None => Err("empty directive".to_owned()),
         });
+    let result = result.and_then(|()| match (&conf.settings.header, &conf.header_ca) {
+        (Some(header), None) => forwarded::load_store(cf_ref, &header.ca)
+            .map(|store| conf.header_ca = Some(Rc::new(store)))
+            .map_err(|e| format!("{e} in \"auth_cert_header\" directive")),
+        _ => Ok(()),
+    });
     if let Err(message) = result {
         ngx_conf_log_error!(NGX_LOG_EMERG, cf, "{}", message);
         return NGX_CONF_ERROR;
     }
-    if conf.settings.has_mode() && conf.mode_origin.0.is_empty() {
+    if let Some((name, rest)) = words.split_first() {
+        // SAFETY: as above; the directive is being read, so cf->ctx is its location.
+        if unsafe { !after_token_directive(cf, conf, name.as_bytes(), rest) } {
+            return NGX_CONF_ERROR;
+        }
+    }
+    if (conf.settings.has_mode() || conf.settings.token.login.is_some())
+        && conf.mode_origin.1.is_empty()
+    {
         // SAFETY: while a directive is parsed, cf->conf_file is the file being read.
         if let Some(file) = unsafe { cf_ref.conf_file.as_ref() } {
+            let directive = if conf.settings.has_mode() {
+                "auth_cert"
+            } else {
+                "auth_cert_login"
+            };
             conf.mode_origin = (
+                directive,
                 String::from_utf8_lossy(file.file.name.as_bytes()).into_owned(),
                 file.line,
             );

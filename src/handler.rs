@@ -19,10 +19,12 @@ use ngx::{ngx_log_error, ngx_string};
 use crate::age::{self, Decimal};
 use crate::cert::CertificateInfo;
 use crate::conf::LocConf;
+use crate::forwarded::{self, Forwarded};
 use crate::identity;
 use crate::module::Module;
 use crate::settings::{Mode, Stale};
 use crate::tls::{self, PeerCertificate};
+use crate::trusted::Source;
 use crate::verdict::{wire_status, Reason};
 use crate::{reauth, session};
 
@@ -45,6 +47,12 @@ pub struct RequestAuth {
     /// allocating.
     pub auth_time_text: OnceCell<Decimal>,
     pub age_text: OnceCell<Decimal>,
+    /// Where the evaluated credential came from; `None` when there was none.
+    pub source: Option<Source>,
+    /// notAfter of a trusted certificate, Unix seconds (`$auth_cert_not_after`).
+    pub not_after: String,
+    /// What exactly was wrong, for the log line of a rejection.
+    pub detail: Option<String>,
 }
 
 fn loc_conf(r: &Request) -> Option<&LocConf> {
@@ -71,6 +79,28 @@ pub fn evaluate(r: &Request) -> Option<&RequestAuth> {
 }
 
 fn compute(r: &Request, conf: &LocConf) -> RequestAuth {
+    let settings = &conf.settings;
+    let now = ngx_time();
+    let header = settings.header.as_ref().zip(conf.header_ca.as_deref());
+    let raw = <*const ngx_http_request_t>::from(r).cast_mut();
+    // SAFETY: `r` is a valid request; see `forwarded::evaluate`.
+    let forwarded = unsafe {
+        forwarded::evaluate(
+            raw,
+            header,
+            settings.identity_arg.as_ref(),
+            &settings.policy,
+            now,
+        )
+    };
+    let untrusted_header = match forwarded {
+        Ok(Forwarded::Evaluated(c)) => {
+            return RequestAuth::new(conf, c.cert, true, c.outcome, Some(c.source), c.detail)
+        }
+        Ok(Forwarded::Untrusted) => true,
+        Ok(Forwarded::Nothing) => false,
+        Err(()) => return RequestAuth::new(conf, None, false, Err(Reason::Internal), None, None),
+    };
     // SAFETY: a request's connection is valid while the request is; its `ssl` is null on
     // plain connections and is the TLS connection (shared by HTTP/2 streams) otherwise.
     let (peer, auth_time) = unsafe {
@@ -84,33 +114,61 @@ fn compute(r: &Request, conf: &LocConf) -> RequestAuth {
     };
     let (cert, trusted, outcome) = match peer {
         None => (None, false, Err(Reason::Internal)),
+        Some(PeerCertificate::Absent) if untrusted_header => (None, false, Err(Reason::Network)),
         Some(PeerCertificate::Absent) => (None, false, Err(Reason::NoCert)),
         Some(PeerCertificate::Unverified(info)) => (info.clone(), false, Err(Reason::Verify)),
         Some(PeerCertificate::Unparseable) => (None, false, Err(Reason::Parse)),
         Some(PeerCertificate::Verified(info)) => {
-            let outcome = conf
-                .settings
-                .policy
-                .evaluate(info, ngx_time())
-                .map(str::to_owned);
+            let outcome = settings.policy.evaluate(info, now).map(str::to_owned);
             (Some(info.clone()), true, outcome)
         }
     };
-    let now = ngx_time();
-    let outcome = match (outcome, conf.settings.max_age()) {
+    let source = match peer {
+        Some(PeerCertificate::Absent) | None => None,
+        Some(_) => Some(Source::Tls),
+    };
+    // auth_cert_max_age holds for certificates verified in this nginx's TLS handshakes.
+    let outcome = match (outcome, settings.max_age()) {
         (Ok(_), Some(max_age)) if age::is_stale(auth_time, now, max_age) => Err(Reason::Stale),
         (outcome, _) => outcome,
     };
-    let auth_time = auth_time.filter(|_| trusted);
-    RequestAuth {
-        conf,
-        cert,
-        trusted,
-        outcome,
-        auth_time,
-        age: auth_time.map(|t| age::age(t, now)),
-        auth_time_text: OnceCell::new(),
-        age_text: OnceCell::new(),
+    let detail = untrusted_header.then(|| "forwarded certificate header ignored".to_owned());
+    RequestAuth::new(conf, cert, trusted, outcome, source, detail)
+        .with_auth_time(auth_time.filter(|_| trusted), now)
+}
+
+impl RequestAuth {
+    fn new(
+        conf: &LocConf,
+        cert: Option<Rc<CertificateInfo>>,
+        trusted: bool,
+        outcome: Result<String, Reason>,
+        source: Option<Source>,
+        detail: Option<String>,
+    ) -> Self {
+        let not_after = cert
+            .as_deref()
+            .filter(|_| trusted)
+            .map_or_else(String::new, |c| c.not_after.to_string());
+        RequestAuth {
+            conf,
+            cert,
+            trusted,
+            outcome,
+            source,
+            not_after,
+            detail,
+            auth_time: None,
+            age: None,
+            auth_time_text: OnceCell::new(),
+            age_text: OnceCell::new(),
+        }
+    }
+
+    fn with_auth_time(mut self, auth_time: Option<i64>, now: i64) -> Self {
+        self.auth_time = auth_time;
+        self.age = auth_time.map(|t| age::age(t, now));
+        self
     }
 }
 
@@ -122,6 +180,13 @@ pub unsafe extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ngx_int_t
     };
     let mode = conf.settings.mode();
     if mode == Mode::Off {
+        // A forwarded certificate header never reaches an upstream, even unevaluated.
+        if let Some(header) = &conf.settings.header {
+            // SAFETY: `r` is the valid request of this handler.
+            if unsafe { forwarded::take_header(r, &header.name) }.is_err() {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+            }
+        }
         return NGX_DECLINED as ngx_int_t;
     }
     let Some(auth) = evaluate(request) else {
@@ -145,7 +210,7 @@ pub unsafe extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ngx_int_t
     }
 }
 
-fn log_rejection(r: &Request, conf: &LocConf, auth: &RequestAuth, reason: Reason) {
+pub fn log_rejection(r: &Request, conf: &LocConf, auth: &RequestAuth, reason: Reason) {
     let policy = &conf.settings.policy;
     let identity = auth
         .cert
@@ -155,11 +220,16 @@ fn log_rejection(r: &Request, conf: &LocConf, auth: &RequestAuth, reason: Reason
     let serial = auth.cert.as_deref().map_or("-", |c| c.serial.as_str());
     // SAFETY: the request's connection and its log are valid for the request's lifetime.
     let log = unsafe { (*r.connection()).log };
+    let detail = auth
+        .detail
+        .as_deref()
+        .map_or(String::new(), |d| format!(" ({d})"));
     ngx_log_error!(
         NGX_LOG_INFO,
         log,
-        "auth_cert: access denied: {}, reason: {}, identity: \"{}\", serial: {}",
+        "auth_cert: access denied: {}{}, reason: {}, identity: \"{}\", serial: {}",
         reason.message(),
+        detail,
         reason.as_str(),
         identity.escape_debug(),
         serial

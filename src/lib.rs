@@ -8,14 +8,21 @@
 pub mod age;
 pub mod cert;
 pub mod identity;
+pub mod pem;
 pub mod policy;
 pub mod settings;
+pub mod token;
+pub mod trusted;
 pub mod verdict;
 
 #[cfg(not(test))]
 mod conf;
 #[cfg(not(test))]
+mod forwarded;
+#[cfg(not(test))]
 mod handler;
+#[cfg(not(test))]
+mod login;
 #[cfg(not(test))]
 mod module;
 #[cfg(not(test))]

@@ -6,13 +6,14 @@ use core::ptr;
 use ngx::ffi::{
     ngx_array_push, ngx_command_t, ngx_conf_t, ngx_http_handler_pt, ngx_http_module_t,
     ngx_http_phases_NGX_HTTP_ACCESS_PHASE, ngx_int_t, ngx_module_t, ngx_uint_t, NGX_CONF_1MORE,
-    NGX_CONF_TAKE1, NGX_ERROR, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF,
-    NGX_HTTP_MODULE, NGX_HTTP_SRV_CONF, NGX_OK,
+    NGX_CONF_2MORE, NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_CONF_TAKE12, NGX_CONF_TAKE2, NGX_ERROR,
+    NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_MODULE,
+    NGX_HTTP_SRV_CONF, NGX_OK,
 };
 use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 
 use crate::conf::{self, LocConf};
-use crate::{handler, session, tls, variables};
+use crate::{handler, login, session, tls, variables};
 
 pub struct Module;
 
@@ -24,7 +25,7 @@ impl HttpModule for Module {
 
     unsafe extern "C" fn preconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
         // SAFETY: nginx passes the configuration being parsed.
-        if unsafe { variables::add(cf) } {
+        if unsafe { variables::add(cf) && login::add_variable(cf) } {
             NGX_OK as ngx_int_t
         } else {
             NGX_ERROR as ngx_int_t
@@ -40,7 +41,7 @@ impl HttpModule for Module {
         let phase = &mut cmcf.phases[ngx_http_phases_NGX_HTTP_ACCESS_PHASE as usize];
         // SAFETY: the phase's handlers array holds ngx_http_handler_pt elements.
         let slot = unsafe { ngx_array_push(&mut phase.handlers) }.cast::<ngx_http_handler_pt>();
-        if slot.is_null() || !tls::init() {
+        if slot.is_null() || !tls::init() || !login::init() {
             return NGX_ERROR as ngx_int_t;
         }
         // SAFETY: postconfiguration: every server is merged, none is serving.
@@ -76,7 +77,14 @@ const fn directive(name: &'static CStr, arguments: u32) -> ngx_command_t {
     }
 }
 
-static mut COMMANDS: [ngx_command_t; 10] = [
+/// A directive of a location only (content handlers).
+const fn location_directive(name: &'static CStr, arguments: u32) -> ngx_command_t {
+    let mut command = directive(name, arguments);
+    command.type_ = (NGX_HTTP_LOC_CONF | arguments) as ngx_uint_t;
+    command
+}
+
+static mut COMMANDS: [ngx_command_t; 19] = [
     directive(c"auth_cert", NGX_CONF_TAKE1),
     directive(c"auth_cert_identity", NGX_CONF_1MORE),
     directive(c"auth_cert_identity_regex", NGX_CONF_TAKE1),
@@ -86,6 +94,15 @@ static mut COMMANDS: [ngx_command_t; 10] = [
     directive(c"auth_cert_issuer", NGX_CONF_TAKE1),
     directive(c"auth_cert_max_age", NGX_CONF_TAKE1),
     directive(c"auth_cert_stale", NGX_CONF_TAKE1),
+    directive(c"auth_cert_header", NGX_CONF_2MORE),
+    directive(c"auth_cert_identity_arg", NGX_CONF_2MORE),
+    directive(c"auth_cert_token_key", NGX_CONF_TAKE12),
+    directive(c"auth_cert_token_ttl", NGX_CONF_TAKE1),
+    directive(c"auth_cert_token_issuer", NGX_CONF_TAKE1),
+    directive(c"auth_cert_token_audience", NGX_CONF_1MORE),
+    directive(c"auth_cert_token_claim", NGX_CONF_TAKE2),
+    location_directive(c"auth_cert_login", NGX_CONF_NOARGS | NGX_CONF_TAKE1),
+    location_directive(c"auth_cert_jwks", NGX_CONF_NOARGS),
     ngx_command_t::empty(),
 ];
 

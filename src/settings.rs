@@ -3,11 +3,15 @@
 //! The nginx side ([`crate::conf`]) only hands each directive's words to [`Settings::apply`],
 //! so every message `nginx -t` prints for a bad value is produced (and tested) here.
 
+use std::path::PathBuf;
+
 use regex::Regex;
 
 use crate::age;
 use crate::identity::{IdentityRegex, IdentitySource};
 use crate::policy::{self, Policy};
+use crate::token::TokenSettings;
+use crate::trusted::{ArgSource, HeaderSource};
 
 /// `auth_cert on | optional | off`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +45,14 @@ pub enum Stale {
 pub struct Settings {
     mode: Option<Mode>,
     pub policy: Policy,
+    pub token: TokenSettings,
+    /// Where relative file names in directives are found: nginx's configuration prefix, set by
+    /// the nginx side when the level is created.
+    pub conf_prefix: PathBuf,
+    /// `auth_cert_header`.
+    pub header: Option<HeaderSource>,
+    /// `auth_cert_identity_arg`.
+    pub identity_arg: Option<ArgSource>,
     /// `auth_cert_max_age`: set here (`Some`), and then a limit in seconds or `off` (`None`).
     max_age: Option<Option<i64>>,
     stale: Option<Stale>,
@@ -48,6 +60,10 @@ pub struct Settings {
 
 impl Settings {
     pub fn mode(&self) -> Mode {
+        if self.token.login.is_some() {
+            // A login endpoint authenticates as `auth_cert on`, whatever is inherited.
+            return Mode::On;
+        }
         self.mode.unwrap_or(Mode::Off)
     }
 
@@ -77,6 +93,13 @@ impl Settings {
             self.stale = parent.stale;
         }
         self.policy.merge(&parent.policy);
+        self.token.merge(&parent.token);
+        if self.header.is_none() {
+            self.header.clone_from(&parent.header);
+        }
+        if self.identity_arg.is_none() {
+            self.identity_arg.clone_from(&parent.identity_arg);
+        }
     }
 
     /// Applies directive `name` with its arguments `args` (without the name).
@@ -165,6 +188,22 @@ impl Settings {
                     }
                 });
             }
+            "auth_cert_header" => {
+                if self.header.is_some() {
+                    return Err(duplicate());
+                }
+                self.header = Some(HeaderSource::parse(args).map_err(|e| in_directive(name, &e))?);
+            }
+            "auth_cert_identity_arg" => {
+                if self.identity_arg.is_some() {
+                    return Err(duplicate());
+                }
+                self.identity_arg =
+                    Some(ArgSource::parse(args).map_err(|e| in_directive(name, &e))?);
+            }
+            _ if TokenSettings::is_directive(name) => {
+                self.token.apply(name, args, &self.conf_prefix)?;
+            }
             _ => return Err(format!("unknown directive \"{name}\"")),
         }
         Ok(())
@@ -193,6 +232,10 @@ fn each<T>(
     args.iter()
         .map(|w| parse(w).map_err(|e| format!("{e} in \"{name}\" directive")))
         .collect()
+}
+
+fn in_directive(name: &str, error: &str) -> String {
+    format!("{error} in \"{name}\" directive")
 }
 
 fn invalid_regex(name: &str, pattern: &str, error: &dyn core::fmt::Display) -> String {
@@ -294,6 +337,49 @@ mod tests {
     }
 
     #[test]
+    fn forwarded_credentials() {
+        let s = settings(&[
+            (
+                "auth_cert_header",
+                &["X-Client-Cert", "from=10.0.0.0/8", "ca=certs/ca.crt"],
+            ),
+            ("auth_cert_identity_arg", &["as_user", "from=127.0.0.1"]),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.header.as_ref().map(|h| h.ca.as_str()),
+            Some("certs/ca.crt")
+        );
+        assert_eq!(
+            s.identity_arg.as_ref().map(|a| a.name.as_str()),
+            Some("as_user")
+        );
+
+        let err =
+            settings(&[("auth_cert_header", &["X", "from=10.0.0.0/40", "ca=c"])]).unwrap_err();
+        assert_eq!(
+            err,
+            "invalid network \"10.0.0.0/40\" in \"auth_cert_header\" directive"
+        );
+        let err = settings(&[("auth_cert_identity_arg", &["u"])]).unwrap_err();
+        assert_eq!(
+            err,
+            "missing \"from=\" parameter in \"auth_cert_identity_arg\" directive"
+        );
+        let err = settings(&[
+            ("auth_cert_identity_arg", &["u", "from=::1"]),
+            ("auth_cert_identity_arg", &["v", "from=::1"]),
+        ])
+        .unwrap_err();
+        assert_eq!(err, "\"auth_cert_identity_arg\" directive is duplicate");
+
+        let mut child = Settings::default();
+        child.merge(&s);
+        assert_eq!(child.header, s.header);
+        assert_eq!(child.identity_arg, s.identity_arg);
+    }
+
+    #[test]
     fn merge_inherits_mode_and_policy() {
         let parent =
             settings(&[("auth_cert", &["on"]), ("auth_cert_identity", &["email"])]).unwrap();
@@ -366,5 +452,18 @@ mod tests {
         ])
         .unwrap_err();
         assert_eq!(err, "\"auth_cert_stale\" directive is duplicate");
+    }
+
+    #[test]
+    fn login_authenticates_as_on() {
+        let mut s = settings(&[
+            ("auth_cert", &["optional"]),
+            ("auth_cert_token_ttl", &["10m"]),
+        ])
+        .unwrap();
+        assert_eq!(s.mode(), Mode::Optional);
+        assert_eq!(s.token.ttl(), 600);
+        s.apply("auth_cert_login", &[]).unwrap();
+        assert_eq!(s.mode(), Mode::On);
     }
 }

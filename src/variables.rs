@@ -13,7 +13,7 @@ use crate::handler::{self, RequestAuth};
 type Getter = fn(&RequestAuth) -> &str;
 
 /// The variables, by name; the index is the `data` of the getter.
-const VARIABLES: [(&str, Getter); 9] = [
+const VARIABLES: [(&str, Getter); 13] = [
     ("auth_cert_status", |a| match &a.outcome {
         Ok(_) => "ok",
         Err(reason) => reason.status().as_str(),
@@ -31,6 +31,14 @@ const VARIABLES: [(&str, Getter); 9] = [
     ("auth_cert_fingerprint", |a| {
         trusted(a).map_or("", |c| &c.fingerprint)
     }),
+    ("auth_cert_email", |a| {
+        trusted(a).and_then(|c| c.email()).unwrap_or("")
+    }),
+    ("auth_cert_upn", |a| {
+        trusted(a).and_then(|c| c.upn()).unwrap_or("")
+    }),
+    ("auth_cert_not_after", |a| &a.not_after),
+    ("auth_cert_source", |a| a.source.map_or("", |s| s.as_str())),
     ("auth_cert_auth_time", |a| {
         a.auth_time_text
             .get_or_init(|| decimal(a.auth_time))

@@ -48,6 +48,11 @@ pub enum Reason {
     Issuer,
     /// The certificate was verified longer ago than `auth_cert_max_age`.
     Stale,
+    /// A forwarded certificate (`auth_cert_header`) is malformed or does not verify.
+    Header,
+    /// A forwarded certificate came from a peer outside the trusted networks, and nothing
+    /// else authenticates the request.
+    Network,
     /// An internal failure (memory), never the client's fault.
     Internal,
 }
@@ -65,6 +70,8 @@ impl Reason {
             Self::Policy => "policy",
             Self::Issuer => "issuer",
             Self::Stale => "stale",
+            Self::Header => "header",
+            Self::Network => "network",
             Self::Internal => "internal",
         }
     }
@@ -72,7 +79,9 @@ impl Reason {
     pub fn status(self) -> Status {
         match self {
             Self::NoCert => Status::None,
-            Self::Verify | Self::Expired | Self::Parse => Status::Invalid,
+            Self::Verify | Self::Expired | Self::Parse | Self::Header | Self::Network => {
+                Status::Invalid
+            }
             Self::Identity | Self::Eku | Self::KeyUsage | Self::Policy | Self::Issuer => {
                 Status::Denied
             }
@@ -107,6 +116,8 @@ impl Reason {
             Self::Policy => "the client certificate has no accepted certificate policy",
             Self::Issuer => "the client certificate issuer is not accepted",
             Self::Stale => "the client certificate authentication is older than allowed",
+            Self::Header => "the forwarded client certificate is malformed or does not verify",
+            Self::Network => "a forwarded client certificate is not accepted from this address",
             Self::Internal => "internal error",
         }
     }
@@ -134,6 +145,8 @@ mod tests {
         assert_eq!(Reason::Identity.status(), Status::Denied);
         assert_eq!(Reason::Internal.status(), Status::Error);
         assert_eq!(Reason::Stale.status(), Status::Stale);
+        assert_eq!(Reason::Header.status(), Status::Invalid);
+        assert_eq!(Reason::Network.status(), Status::Invalid);
     }
 
     #[test]
@@ -142,6 +155,8 @@ mod tests {
         assert_eq!(Reason::Verify.http_status(), 495);
         assert_eq!(Reason::Issuer.http_status(), 403);
         assert_eq!(Reason::Stale.http_status(), 401);
+        assert_eq!(Reason::Header.http_status(), 403);
+        assert_eq!(Reason::Network.http_status(), 403);
         assert_eq!(wire_status(496), 400);
         assert_eq!(wire_status(495), 400);
         assert_eq!(wire_status(403), 403);
@@ -160,6 +175,8 @@ mod tests {
             Reason::Policy,
             Reason::Issuer,
             Reason::Stale,
+            Reason::Header,
+            Reason::Network,
             Reason::Internal,
         ] {
             assert!(!r.message().contains('\n'));

@@ -174,6 +174,34 @@ sub bundle {
 	return $out;
 }
 
+# The PEM text of a file of the directory (a certificate, or a chain made by `bundle`).
+sub pem {
+	my ($self, $file) = @_;
+	open my $in, '<', $self->path($file) or die "$file: $!";
+	local $/;
+	my $pem = <$in>;
+	close $in;
+	return $pem;
+}
+
+# URL-escaped as nginx's $ssl_client_escaped_cert: everything but unreserved characters.
+sub escaped {
+	my ($self, $file) = @_;
+	(my $escaped = $self->pem($file)) =~ s/([^A-Za-z0-9\-._~])/sprintf('%%%02X', ord $1)/ge;
+	return $escaped;
+}
+
+# notAfter of a certificate, Unix seconds.
+sub not_after {
+	my ($self, $name) = @_;
+	my $file = $self->path("$name.crt");
+	my $out = `openssl x509 -in $file -noout -enddate -dateopt iso_8601`;
+	$out =~ /notAfter=(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)Z/
+		or die "no notAfter in $file\n";
+	require Time::Local;
+	return Time::Local::timegm($6, $5, $4, $3, $2 - 1, $1);
+}
+
 # The serial number of a certificate, as upper-case hex (as $ssl_client_serial).
 sub serial {
 	my ($self, $name) = @_;

@@ -1,0 +1,109 @@
+//! Certificate bytes to identity: a forwarded header value (URL-escaped or raw PEM) or DER,
+//! through `CertificateInfo::from_der`, every identity source, the identity regex and the
+//! policy. Besides "no panic, no hang", checks that nothing that reaches a variable, a header
+//! or a log holds a control character.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+// The module's pure code, compiled as modules of this crate so that their `crate::` paths
+// resolve; the nginx glue is left out.
+#[allow(dead_code)]
+#[path = "../../src/cert.rs"]
+mod cert;
+#[allow(dead_code)]
+#[path = "../../src/identity.rs"]
+mod identity;
+#[allow(dead_code)]
+#[path = "../../src/pem.rs"]
+mod pem;
+#[allow(dead_code)]
+#[path = "../../src/policy.rs"]
+mod policy;
+#[allow(dead_code)]
+#[path = "../../src/trusted.rs"]
+mod trusted;
+#[allow(dead_code)]
+#[path = "../../src/verdict.rs"]
+mod verdict;
+
+use std::sync::OnceLock;
+
+use identity::{IdentityRegex, IdentitySource};
+use policy::Policy;
+
+fn policies() -> &'static [Policy] {
+    static POLICIES: OnceLock<Vec<Policy>> = OnceLock::new();
+    POLICIES.get_or_init(|| {
+        let all = [
+            "uid",
+            "cn",
+            "email",
+            "upn",
+            "san_dns",
+            "san_uri",
+            "serial",
+            "fingerprint",
+            "subject",
+            "oid:2.5.4.5",
+        ]
+        .iter()
+        .map(|w| IdentitySource::parse(w).expect("valid source"))
+        .collect::<Vec<_>>();
+        let smartcard = Policy {
+            sources: Some(vec![IdentitySource::Cn]),
+            identity_regex: Some(IdentityRegex::new(r"\.(?<id>\d{10})$").expect("regex")),
+            eku: vec![
+                "1.3.6.1.5.5.7.3.2".into(),
+                policy::OID_SMARTCARD_LOGON.into(),
+            ],
+            key_usage: policy::parse_key_usage("digitalSignature").expect("bit"),
+            policies: vec!["2.16.840.1.101.2.1.11.42".into()],
+            issuer: Some(regex::Regex::new("^CN=").expect("regex")),
+        };
+        vec![
+            Policy::default(),
+            Policy {
+                sources: Some(all),
+                ..Default::default()
+            },
+            smartcard,
+        ]
+    })
+}
+
+fn check_printable(what: &str, value: &str) {
+    assert!(
+        !value.chars().any(char::is_control),
+        "control character in {what}: {value:?}"
+    );
+}
+
+fuzz_target!(|data: &[u8]| {
+    let chain = match pem::decode_chain(data) {
+        Ok(chain) => {
+            assert!(!chain.is_empty() && chain.len() <= pem::MAX_CHAIN);
+            chain
+        }
+        Err(_) => vec![data.to_vec()],
+    };
+    for der in &chain {
+        let Ok(info) = cert::CertificateInfo::from_der(der) else {
+            continue;
+        };
+        check_printable("subject", &info.subject);
+        check_printable("issuer", &info.issuer);
+        check_printable("serial", &info.serial);
+        for policy in policies() {
+            for now in [info.not_before, info.not_after, 0] {
+                if let Ok(identity) = policy.evaluate(&info, now) {
+                    assert!(!identity.is_empty());
+                    check_printable("identity", identity);
+                }
+            }
+        }
+        let _ = (info.email(), info.upn());
+    }
+    let _ = trusted::ArgSource::identity(data).map(|id| check_printable("argument", &id));
+});

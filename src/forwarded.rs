@@ -1,0 +1,465 @@
+//! Credentials in the request itself, accepted only from trusted peers: a client certificate
+//! forwarded by a TLS-terminating load balancer (`auth_cert_header`), verified here with
+//! nginx's OpenSSL against a CA loaded at configuration time, and the test-rig identity of
+//! `auth_cert_identity_arg`.
+
+use core::ffi::{c_int, c_long, c_void, CStr};
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use core::ptr;
+use std::ffi::CString;
+use std::rc::Rc;
+
+use ngx::ffi::{
+    d2i_X509, ngx_conf_full_name, ngx_conf_t, ngx_connection_t, ngx_http_arg, ngx_http_request_t,
+    ngx_list_part_t, ngx_list_t, ngx_palloc, ngx_pool_cleanup_add, ngx_pool_t, ngx_str_t,
+    ngx_table_elt_t, sockaddr_in, sockaddr_in6, ERR_clear_error, OPENSSL_sk_free,
+    OPENSSL_sk_new_null, OPENSSL_sk_num, OPENSSL_sk_push, X509_STORE_CTX_free,
+    X509_STORE_CTX_get_error, X509_STORE_CTX_get_error_depth, X509_STORE_CTX_init,
+    X509_STORE_CTX_new, X509_STORE_CTX_set_purpose, X509_STORE_free, X509_STORE_get0_objects,
+    X509_STORE_load_file, X509_STORE_new, X509_free, X509_verify_cert,
+    X509_verify_cert_error_string, AF_INET, AF_INET6, NGX_LOG_WARN, NGX_OK, X509,
+    X509_PURPOSE_SSL_CLIENT, X509_STORE, X509_V_ERR_CERT_HAS_EXPIRED,
+    X509_V_ERR_CERT_NOT_YET_VALID,
+};
+use ngx::ngx_log_error;
+
+use crate::cert::CertificateInfo;
+use crate::pem;
+use crate::policy::Policy;
+use crate::trusted::{ArgSource, HeaderSource, Source};
+use crate::verdict::Reason;
+
+/// The CAs that forwarded certificates must chain to.
+#[derive(Debug)]
+pub struct TrustStore(*mut X509_STORE);
+
+impl Drop for TrustStore {
+    fn drop(&mut self) {
+        // SAFETY: the store was made by X509_STORE_new and is owned by this value.
+        unsafe { X509_STORE_free(self.0) };
+    }
+}
+
+/// Loads the PEM CA file of `auth_cert_header`, relative to the configuration prefix as
+/// nginx's `ssl_client_certificate`.
+pub fn load_store(cf: &ngx_conf_t, file: &str) -> Result<TrustStore, String> {
+    let mut name = ngx_str_t {
+        len: file.len(),
+        data: file.as_ptr().cast_mut(),
+    };
+    // SAFETY: cf->cycle is the cycle being configured; nginx only reads `name` and replaces
+    // it with a full path allocated in the cycle pool when it is relative.
+    if unsafe { ngx_conf_full_name(cf.cycle, &mut name, 1) } != NGX_OK as isize {
+        return Err(format!("cannot resolve \"{file}\""));
+    }
+    let path = String::from_utf8_lossy(name.as_bytes()).into_owned();
+    let fail = || {
+        // SAFETY: plain OpenSSL call; clears the errors of the failed load.
+        unsafe { ERR_clear_error() };
+        format!("cannot load CA certificates from \"{path}\"")
+    };
+    let c_path = CString::new(path.as_bytes()).map_err(|_| fail())?;
+    // SAFETY: a new store, owned by the TrustStore from here on.
+    let store = TrustStore(unsafe { X509_STORE_new() });
+    if store.0.is_null() {
+        return Err(fail());
+    }
+    // SAFETY: valid store and NUL-terminated path; the objects stack belongs to the store.
+    let loaded = unsafe {
+        X509_STORE_load_file(store.0, c_path.as_ptr()) == 1
+            && OPENSSL_sk_num(X509_STORE_get0_objects(store.0).cast()) > 0
+    };
+    if !loaded {
+        return Err(fail());
+    }
+    Ok(store)
+}
+
+/// What the request itself carries, for the handler.
+pub enum Forwarded {
+    /// Nothing forwarded, or nothing configured: the TLS certificate decides.
+    Nothing,
+    /// A forwarded certificate from a peer outside `from=`: ignored.
+    Untrusted,
+    /// A credential from a trusted peer, evaluated.
+    Evaluated(Credential),
+}
+
+pub struct Credential {
+    pub source: Source,
+    /// The forwarded certificate, when it verified.
+    pub cert: Option<Rc<CertificateInfo>>,
+    pub outcome: Result<String, Reason>,
+    /// What exactly was wrong with a rejected header, for the log.
+    pub detail: Option<String>,
+}
+
+/// Evaluates the identity argument and the forwarded certificate, in that order, and takes
+/// the forwarded header out of the request so that it never reaches an upstream.
+///
+/// # Safety
+/// `r` must be a valid request. It is changed through this pointer as nginx's own modules
+/// change it (the crate's `Request::set_module_ctx` does the same from a shared reference).
+pub unsafe fn evaluate(
+    r: *mut ngx_http_request_t,
+    header: Option<(&HeaderSource, &TrustStore)>,
+    arg: Option<&ArgSource>,
+    policy: &Policy,
+    now: i64,
+) -> Result<Forwarded, ()> {
+    // SAFETY: valid request (caller); its connection is valid while it is.
+    let r = unsafe { &mut *r };
+    // SAFETY: as above.
+    let peer = peer_address(unsafe { &*r.connection });
+    let values = match header {
+        // SAFETY: valid request.
+        Some((header, _)) => unsafe { take_header(r, &header.name) }?,
+        None => &[],
+    };
+    if let Some(credential) = arg.and_then(|arg| identity_arg(r, arg, peer)) {
+        return Ok(Forwarded::Evaluated(credential));
+    }
+    let Some((header, store)) = header.filter(|_| !values.is_empty()) else {
+        return Ok(Forwarded::Nothing);
+    };
+    if !peer.is_some_and(|ip| header.from.contains(ip)) {
+        return Ok(Forwarded::Untrusted);
+    }
+    let rejected = |reason, detail: String| Credential {
+        source: Source::Header,
+        cert: None,
+        outcome: Err(reason),
+        detail: Some(detail),
+    };
+    let value = match values {
+        [value] => value,
+        _ => {
+            return Ok(Forwarded::Evaluated(rejected(
+                Reason::Header,
+                format!("{} \"{}\" headers", values.len(), header.name),
+            )))
+        }
+    };
+    let credential = match verify_header(store, value) {
+        Ok(cert) => Credential {
+            source: Source::Header,
+            outcome: policy.evaluate(&cert, now).map(str::to_owned),
+            cert: Some(Rc::new(cert)),
+            detail: None,
+        },
+        Err((Reason::Expired, detail, Some(cert))) => Credential {
+            cert: Some(cert),
+            ..rejected(Reason::Expired, detail)
+        },
+        Err((reason, detail, _)) => rejected(reason, detail),
+    };
+    Ok(Forwarded::Evaluated(credential))
+}
+
+/// The identity of the query argument, when the peer may use it. Logged at `warn` each time.
+fn identity_arg(
+    r: &mut ngx_http_request_t,
+    arg: &ArgSource,
+    peer: Option<IpAddr>,
+) -> Option<Credential> {
+    if !peer.is_some_and(|ip| arg.from.contains(ip)) {
+        return None;
+    }
+    let mut raw = ngx_str_t::default();
+    // SAFETY: valid request; nginx reads the name and points `raw` into the request line.
+    let found = unsafe { ngx_http_arg(r, arg.name.as_ptr().cast_mut(), arg.name.len(), &mut raw) };
+    if found != NGX_OK as isize {
+        return None;
+    }
+    let outcome = ArgSource::identity(raw.as_bytes());
+    // SAFETY: the connection and its log live as long as the request.
+    let log = unsafe { (*r.connection).log };
+    match &outcome {
+        Ok(identity) => {
+            ngx_log_error!(
+                NGX_LOG_WARN,
+                log,
+                "auth_cert: identity \"{}\" taken from query argument \"{}\" \
+                 (auth_cert_identity_arg)",
+                identity.escape_debug(),
+                arg.name
+            );
+        }
+        Err(why) => {
+            ngx_log_error!(
+                NGX_LOG_WARN,
+                log,
+                "auth_cert: query argument \"{}\" (auth_cert_identity_arg) refused: {}",
+                arg.name,
+                why
+            );
+        }
+    }
+    Some(Credential {
+        source: Source::Arg,
+        cert: None,
+        detail: outcome
+            .as_ref()
+            .err()
+            .map(|why| format!("identity argument {why}")),
+        outcome: outcome.map_err(|_| Reason::Identity),
+    })
+}
+
+/// The peer's address; after the realip module, the client address it set.
+fn peer_address(c: &ngx_connection_t) -> Option<IpAddr> {
+    // SAFETY: c->sockaddr is the connection's address of c->socklen bytes; the family tells
+    // which structure it is.
+    unsafe {
+        let sa = c.sockaddr.as_ref()?;
+        match u32::from(sa.sa_family) {
+            AF_INET => {
+                let sin = &*c.sockaddr.cast::<sockaddr_in>();
+                Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                    sin.sin_addr.s_addr,
+                ))))
+            }
+            AF_INET6 => {
+                let sin6 = &*c.sockaddr.cast::<sockaddr_in6>();
+                Some(IpAddr::V6(Ipv6Addr::from(
+                    sin6.sin6_addr.__in6_u.__u6_addr8,
+                )))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Decodes, parses and verifies a forwarded chain; the client certificate's facts when it
+/// verifies. A client certificate that verifies but for its validity period is `expired`,
+/// with its facts.
+fn verify_header(
+    store: &TrustStore,
+    value: &[u8],
+) -> Result<CertificateInfo, (Reason, String, Option<Rc<CertificateInfo>>)> {
+    let header = |detail: String| (Reason::Header, detail, None);
+    let chain = pem::decode_chain(value).map_err(|e| header(e.to_string()))?;
+    let info = CertificateInfo::from_der(&chain[0]).map_err(|e| header(e.to_string()))?;
+    let certs = chain
+        .iter()
+        .map(|der| X509Ref::from_der(der).ok_or_else(|| header("not a certificate".into())))
+        .collect::<Result<Vec<_>, _>>()?;
+    match verify_chain(store, &certs) {
+        Ok(()) => Ok(info),
+        Err((code, depth, text))
+            if depth == 0
+                && (code == X509_V_ERR_CERT_HAS_EXPIRED as c_int
+                    || code == X509_V_ERR_CERT_NOT_YET_VALID as c_int) =>
+        {
+            Err((Reason::Expired, text, Some(Rc::new(info))))
+        }
+        Err((_, depth, text)) => Err(header(format!("verify failed at depth {depth}: {text}"))),
+    }
+}
+
+/// An owned OpenSSL certificate.
+struct X509Ref(*mut X509);
+
+impl X509Ref {
+    fn from_der(der: &[u8]) -> Option<Self> {
+        let len = c_long::try_from(der.len()).ok()?;
+        let mut p = der.as_ptr();
+        // SAFETY: d2i reads at most `len` bytes from `p`; the result is a new certificate.
+        let x509 = unsafe { d2i_X509(ptr::null_mut(), &mut p, len) };
+        if x509.is_null() {
+            // SAFETY: plain OpenSSL call; drops the parse errors of this request.
+            unsafe { ERR_clear_error() };
+            return None;
+        }
+        Some(Self(x509))
+    }
+}
+
+impl Drop for X509Ref {
+    fn drop(&mut self) {
+        // SAFETY: owned certificate from d2i_X509.
+        unsafe { X509_free(self.0) };
+    }
+}
+
+/// Verifies `certs[0]` against `store` with the others as untrusted intermediates, for the
+/// `sslclient` purpose as nginx verifies client certificates. Errors: code, depth, text.
+fn verify_chain(store: &TrustStore, certs: &[X509Ref]) -> Result<(), (c_int, c_int, String)> {
+    let internal = || (-1, 0, "out of memory".to_owned());
+    // SAFETY: the stack and context are freed below on every path; the certificates outlive
+    // them (owned by `certs`), and the stack does not own its elements.
+    unsafe {
+        let untrusted = OPENSSL_sk_new_null();
+        if untrusted.is_null() {
+            return Err(internal());
+        }
+        let ctx = X509_STORE_CTX_new();
+        let mut result = Err(internal());
+        let pushed = certs[1..]
+            .iter()
+            .all(|c| OPENSSL_sk_push(untrusted, c.0.cast::<c_void>()) > 0);
+        if pushed
+            && !ctx.is_null()
+            && X509_STORE_CTX_init(ctx, store.0, certs[0].0, untrusted.cast()) == 1
+            && X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT as c_int) == 1
+        {
+            result = if X509_verify_cert(ctx) == 1 {
+                Ok(())
+            } else {
+                let code = X509_STORE_CTX_get_error(ctx);
+                let text = CStr::from_ptr(X509_verify_cert_error_string(c_long::from(code)))
+                    .to_string_lossy()
+                    .into_owned();
+                Err((code, X509_STORE_CTX_get_error_depth(ctx), text))
+            };
+        }
+        X509_STORE_CTX_free(ctx);
+        OPENSSL_sk_free(untrusted);
+        ERR_clear_error();
+        result
+    }
+}
+
+/// The values of the forwarded header that this request carried, kept past its removal.
+#[derive(Default)]
+struct TakenHeaders(Vec<(String, Vec<Vec<u8>>)>);
+
+/// The cleanup handler that marks the request's [`TakenHeaders`]; always read from this
+/// static, so the stored and the compared pointers are the same value.
+static DROP_TAKEN: unsafe extern "C" fn(*mut c_void) = drop_taken;
+
+unsafe extern "C" fn drop_taken(data: *mut c_void) {
+    if !data.is_null() {
+        // SAFETY: the cleanup's data is only ever a Box made in `taken_headers`.
+        drop(unsafe { Box::from_raw(data.cast::<TakenHeaders>()) });
+    }
+}
+
+/// The request's taken headers, kept in a pool cleanup (as the realip module keeps its
+/// context) so that they survive internal redirects, which clear module contexts.
+fn taken_headers(pool: *mut ngx_pool_t) -> Option<&'static mut TakenHeaders> {
+    // SAFETY: the pool's cleanup list is a valid chain; ours holds a TakenHeaders, freed
+    // only with the pool, which outlives the request's use of it.
+    unsafe {
+        let mut cln = (*pool).cleanup;
+        while let Some(c) = cln.as_ref() {
+            if c.handler.is_some_and(|h| h as usize == DROP_TAKEN as usize) {
+                return c.data.cast::<TakenHeaders>().as_mut();
+            }
+            cln = c.next;
+        }
+        let cln = ngx_pool_cleanup_add(pool, 0).as_mut()?;
+        let taken = Box::into_raw(Box::<TakenHeaders>::default());
+        cln.data = taken.cast();
+        cln.handler = Some(DROP_TAKEN);
+        taken.as_mut()
+    }
+}
+
+/// Takes every `name` header out of the request (on first use) and returns their values.
+/// `Err` only when memory runs out.
+///
+/// # Safety
+/// `r` must be a valid request, changed through this pointer as in [`evaluate`].
+pub unsafe fn take_header<'a>(r: *mut ngx_http_request_t, name: &str) -> Result<&'a [Vec<u8>], ()> {
+    // SAFETY: valid request (caller).
+    let r = unsafe { &mut *r };
+    let taken = taken_headers(r.pool).ok_or(())?;
+    if let Some(i) = taken
+        .0
+        .iter()
+        .position(|(n, _)| n.eq_ignore_ascii_case(name))
+    {
+        return Ok(&taken.0[i].1);
+    }
+    // SAFETY: the request's header list and pool are valid for the request.
+    let values = unsafe { remove_headers(&mut r.headers_in.headers, r.pool, name) }?;
+    taken.0.push((name.to_owned(), values));
+    Ok(taken.0.last().map_or(&[], |(_, v)| v.as_slice()))
+}
+
+/// Removes the `name` headers from `list` without moving any element, since the request
+/// keeps pointers to elements (`r->headers_in.host`, ...): the remaining elements are
+/// relinked as runs, each run a list part of its own.
+///
+/// # Safety
+/// `list` must be a valid list of `ngx_table_elt_t` allocated from `pool`.
+unsafe fn remove_headers(
+    list: &mut ngx_list_t,
+    pool: *mut ngx_pool_t,
+    name: &str,
+) -> Result<Vec<Vec<u8>>, ()> {
+    let mut removed = Vec::new();
+    let mut runs: Vec<(*mut ngx_table_elt_t, usize)> = Vec::new();
+    let mut part: *mut ngx_list_part_t = &mut list.part;
+    // SAFETY: (whole body) parts and elements are those of the valid list.
+    unsafe {
+        while let Some(p) = part.as_mut() {
+            let elts = p.elts.cast::<ngx_table_elt_t>();
+            let mut run_start = None;
+            for i in 0..p.nelts {
+                let h = &mut *elts.add(i);
+                if h.key.as_bytes().eq_ignore_ascii_case(name.as_bytes()) {
+                    removed.push(h.value.as_bytes().to_vec());
+                    h.hash = 0;
+                    if let Some(start) = run_start.take() {
+                        runs.push((elts.add(start), i - start));
+                    }
+                } else if run_start.is_none() {
+                    run_start = Some(i);
+                }
+            }
+            if let Some(start) = run_start {
+                runs.push((elts.add(start), p.nelts - start));
+            }
+            part = p.next;
+        }
+        if removed.is_empty() {
+            return Ok(removed);
+        }
+        let Some((&(first, first_len), rest)) = runs.split_first() else {
+            // Nothing left: a fresh array, so that later pushes have room.
+            let elts = ngx_palloc(pool, list.nalloc * list.size);
+            if elts.is_null() {
+                return Err(());
+            }
+            list.part = ngx_list_part_t {
+                elts,
+                nelts: 0,
+                next: ptr::null_mut(),
+            };
+            list.last = &mut list.part;
+            return Ok(removed);
+        };
+        let mut parts = Vec::with_capacity(rest.len());
+        for &(elts, nelts) in rest {
+            let p = ngx_palloc(pool, size_of::<ngx_list_part_t>()).cast::<ngx_list_part_t>();
+            if p.is_null() {
+                return Err(());
+            }
+            p.write(ngx_list_part_t {
+                elts: elts.cast(),
+                nelts,
+                next: ptr::null_mut(),
+            });
+            parts.push(p);
+        }
+        list.part = ngx_list_part_t {
+            elts: first.cast(),
+            nelts: first_len,
+            next: ptr::null_mut(),
+        };
+        let mut last: *mut ngx_list_part_t = &mut list.part;
+        let mut last_len = first_len;
+        for (p, &(_, nelts)) in parts.into_iter().zip(rest) {
+            (*last).next = p;
+            last = p;
+            last_len = nelts;
+        }
+        list.last = last;
+        // The last run may end before its array does: claiming it full makes the next push
+        // start a new part instead of writing past the run.
+        list.nalloc = last_len;
+        Ok(removed)
+    }
+}

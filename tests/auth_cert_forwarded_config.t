@@ -1,0 +1,104 @@
+#!/usr/bin/perl
+
+# Tests for the configuration of auth_cert_header and auth_cert_identity_arg: what `nginx -t`
+# accepts (a plain-HTTP server behind a load balancer) and the errors it prints.
+
+###############################################################################
+
+use warnings;
+use strict;
+
+use Test::More;
+
+BEGIN { use FindBin; chdir($FindBin::Bin); }
+
+use lib "$FindBin::Bin/support";
+use Test::Nginx;
+use PKI;
+
+###############################################################################
+
+select STDERR; $| = 1;
+select STDOUT; $| = 1;
+
+my $t = Test::Nginx->new()->has(qw/http/)->has_daemon('openssl');
+
+$t->write_file_expand('nginx.conf', conf('auth_cert_header X-Cert from=10.0.0.0/8 ca=ca.crt;'));
+
+my $d = $t->testdir();
+my $pki = PKI->new($d);
+$pki->ca('ca');
+$t->write_file('notcert.crt', "not a certificate\n");
+
+$t->try_run('no auth_cert')->plan(11);
+
+###############################################################################
+
+# A plain-HTTP server with `$extra` in its location.
+sub conf {
+	my ($extra) = @_;
+	return <<"EOF";
+
+%%TEST_GLOBALS%%
+
+daemon off;
+
+events {
+}
+
+http {
+    %%TEST_GLOBALS_HTTP%%
+
+    server {
+        listen       127.0.0.1:8080;
+        server_name  localhost;
+
+        location / {
+            auth_cert on;
+            $extra
+        }
+    }
+}
+
+EOF
+}
+
+# Runs `nginx -t`; returns its output when it fails, '' when it passes.
+sub check {
+	my ($t, $name, $conf) = @_;
+	my $d = $t->testdir();
+	$t->write_file_expand("$name.conf", $conf);
+	my $out = `$Test::Nginx::NGINX -t -p $d/ -c $name.conf -e error.log 2>&1`;
+	return $? == 0 ? '' : $out;
+}
+
+is(check($t, 'lb', conf('auth_cert_header X-Cert from=10.0.0.0/8 from=2001:db8::/32 ca=ca.crt;')),
+	'', 'auth_cert on behind a load balancer, without TLS');
+is(check($t, 'rig', conf('auth_cert_identity_arg as_user from=127.0.0.1;')), '',
+	'auth_cert on with an identity argument, without TLS');
+like(check($t, 'plain', conf('')),
+	qr/"auth_cert" in \S+plain\.conf:\d+ requires "ssl_verify_client/,
+	'auth_cert without TLS and without a forwarded credential');
+
+like(check($t, 'noca', conf('auth_cert_header X-Cert from=10.0.0.0/8 ca=missing.crt;')),
+	qr/\[emerg\] cannot load CA certificates from "\S+\/missing\.crt" in "auth_cert_header" directive in \S+noca\.conf:\d+/,
+	'CA file missing, named');
+like(check($t, 'badca', conf('auth_cert_header X-Cert from=10.0.0.0/8 ca=notcert.crt;')),
+	qr/cannot load CA certificates from "\S+\/notcert\.crt" in "auth_cert_header" directive/,
+	'CA file without certificates');
+like(check($t, 'cidr', conf('auth_cert_header X-Cert from=10.0.0.0/33 ca=ca.crt;')),
+	qr/invalid network "10\.0\.0\.0\/33" in "auth_cert_header" directive/, 'bad CIDR');
+like(check($t, 'nofrom', conf('auth_cert_header X-Cert ca=ca.crt;')),
+	qr/missing "from=" parameter in "auth_cert_header" directive/, 'no from=');
+like(check($t, 'param', conf('auth_cert_header X-Cert from=10.0.0.0/8 ca=ca.crt verify=off;')),
+	qr/invalid parameter "verify=off" in "auth_cert_header" directive/, 'unknown parameter');
+like(check($t, 'name', conf('auth_cert_header X:Cert from=10.0.0.0/8 ca=ca.crt;')),
+	qr/invalid name "X:Cert" in "auth_cert_header" directive/, 'bad header name');
+like(check($t, 'argcidr', conf('auth_cert_identity_arg u from=localhost;')),
+	qr/invalid network "localhost" in "auth_cert_identity_arg" directive/,
+	'bad CIDR in auth_cert_identity_arg');
+like(check($t, 'dup',
+		conf("auth_cert_header X from=::1 ca=ca.crt;\nauth_cert_header Y from=::1 ca=ca.crt;")),
+	qr/"auth_cert_header" directive is duplicate/, 'duplicate auth_cert_header');
+
+###############################################################################

@@ -1,0 +1,181 @@
+#!/usr/bin/perl
+
+# Tests for the token directives: what `nginx -t` accepts and the errors it prints for bad,
+# weak, missing or unsupported keys.
+
+###############################################################################
+
+use warnings;
+use strict;
+
+use Test::More;
+
+BEGIN { use FindBin; chdir($FindBin::Bin); }
+
+use lib "$FindBin::Bin/support";
+use Test::Nginx;
+use PKI;
+
+###############################################################################
+
+select STDERR; $| = 1;
+select STDOUT; $| = 1;
+
+my $t = Test::Nginx->new()->has(qw/http http_ssl/)->has_daemon('openssl');
+
+$t->write_file_expand('nginx.conf', conf('auth_cert_token_key ec.key;', 'auth_cert_login;'));
+
+my $d = $t->testdir();
+my $pki = PKI->new($d);
+$pki->ca('ca');
+$pki->cert('server', issuer => 'ca', subject => '/CN=localhost');
+
+my %keys = (
+	ec => 'genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256',
+	p384 => 'genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-384',
+	ed => 'genpkey -algorithm ED25519',
+	ed448 => 'genpkey -algorithm ED448',
+	rsa => 'genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048',
+	rsa1024 => 'genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:1024',
+);
+$pki->run_openssl("$keys{$_} -out $d/$_.key") for keys %keys;
+$pki->run_openssl("rand -out $d/secret 32");
+$pki->run_openssl("rand -out $d/short 16");
+
+$t->try_run('no auth_cert tokens')->plan(19);
+
+###############################################################################
+
+# A server with client certificates: `$http` at http level, `$location` in its location.
+sub conf {
+	my ($http, $location, %opts) = @_;
+	my $verify = $opts{verify} // 'optional';
+	return <<"EOF";
+
+%%TEST_GLOBALS%%
+
+daemon off;
+
+events {
+}
+
+http {
+    %%TEST_GLOBALS_HTTP%%
+
+    $http
+
+    server {
+        listen       127.0.0.1:8443 ssl;
+        server_name  localhost;
+
+        ssl_certificate server.crt;
+        ssl_certificate_key server.key;
+        ssl_client_certificate ca.crt;
+        ssl_verify_client $verify;
+
+        location / {
+            $location
+        }
+    }
+}
+
+EOF
+}
+
+# Runs `nginx -t`; returns its output when it fails, '' when it passes. (The test object
+# is passed in, see auth_cert_config.t.)
+sub check {
+	my ($t, $name, $conf) = @_;
+	my $d = $t->testdir();
+	$t->write_file_expand("$name.conf", $conf);
+	my $out = `$Test::Nginx::NGINX -t -p $d/ -c $name.conf -e error.log 2>&1`;
+	return $? == 0 ? '' : $out;
+}
+
+is(check($t, 'valid', conf(<<'EOF', "auth_cert_login;\nauth_cert_token_claim role \$arg_role;")),
+auth_cert_token_key ec.key kid=one;
+auth_cert_token_key ed.key;
+auth_cert_token_key rsa.key kid=three;
+auth_cert_token_key hmac:secret kid=four;
+auth_cert_token_ttl 10m;
+auth_cert_token_issuer https://login.example;
+auth_cert_token_audience api desktop;
+EOF
+	'', 'every key type and directive passes');
+
+is(check($t, 'jwks', conf('auth_cert_token_key ed.key;', 'auth_cert_jwks;', verify => 'off')),
+	'', 'auth_cert_jwks needs no client certificates');
+
+like(check($t, 'missing', conf('auth_cert_token_key missing.key;', '')),
+	qr/\[emerg\] cannot read "\Q$d\E\/missing\.key": No such file or directory .* in "auth_cert_token_key" directive in \S+missing\.conf:\d+/,
+	'missing key file');
+
+like(check($t, 'rsa1024', conf('auth_cert_token_key rsa1024.key;', '')),
+	qr/invalid key "\Q$d\E\/rsa1024\.key": RSA key of 1024 bits is too weak, at least 2048 bits are needed in "auth_cert_token_key" directive/,
+	'short RSA key');
+
+like(check($t, 'p384', conf('auth_cert_token_key p384.key;', '')),
+	qr/invalid key "\Q$d\E\/p384\.key": unsupported key algorithm: EC curve P-384, expected P-256 in "auth_cert_token_key"/,
+	'unsupported curve');
+
+like(check($t, 'ed448', conf('auth_cert_token_key ed448.key;', '')),
+	qr/invalid key "\Q$d\E\/ed448\.key": unsupported key algorithm: Ed448, expected P-256, Ed25519 or RSA/,
+	'unknown algorithm');
+
+my $out = check($t, 'cert', conf('auth_cert_token_key server.crt;', ''));
+like($out, qr/invalid key "\Q$d\E\/server\.crt": expected exactly one "PRIVATE KEY"/,
+	'wrong type: a certificate');
+
+like(check($t, 'short', conf('auth_cert_token_key hmac:short;', '')),
+	qr/HMAC secret of 16 bytes is too short, at least 32 bytes are needed/, 'short HMAC secret');
+
+like(check($t, 'param', conf('auth_cert_token_key ec.key alg=ES512;', '')),
+	qr/invalid parameter "alg=ES512" in "auth_cert_token_key" directive/, 'unknown parameter');
+
+like(check($t, 'kid', conf("auth_cert_token_key ec.key kid=a;\nauth_cert_token_key ed.key kid=a;",
+		'')),
+	qr/duplicate kid "a" in "auth_cert_token_key" directive/, 'duplicate kid');
+
+like(check($t, 'nokey', conf('', 'auth_cert_login;')),
+	qr/\[emerg\] "auth_cert_login" requires "auth_cert_token_key"/, 'login without key');
+
+like(check($t, 'hsjwks', conf('auth_cert_token_key hmac:secret;', 'auth_cert_jwks;')),
+	qr/"auth_cert_jwks" requires an "auth_cert_token_key" with a public key/,
+	'jwks with a secret only');
+
+like(check($t, 'noverify', conf('auth_cert_token_key ec.key;', 'auth_cert_login;',
+		verify => 'off')),
+	qr/"auth_cert_login" in \S+noverify\.conf:\d+ requires "ssl_verify_client on", "optional" or "optional_no_ca" in its server/,
+	'login without client certificates');
+
+like(check($t, 'claim', conf('auth_cert_token_key ec.key;', 'auth_cert_token_claim sub x;')),
+	qr/claim "sub" cannot be set in "auth_cert_token_claim" directive/, 'reserved claim');
+
+like(check($t, 'ttl', conf('auth_cert_token_ttl 5 minutes;', '')),
+	qr/invalid number of arguments in "auth_cert_token_ttl" directive/, 'bad ttl');
+
+like(check($t, 'context', conf('auth_cert_token_key ec.key; auth_cert_login;', '')),
+	qr/"auth_cert_login" directive is not allowed here/, 'login outside a location');
+
+like(check($t, 'both', conf('auth_cert_token_key ec.key;', "auth_cert_login;\nauth_cert_jwks;")),
+	qr/"auth_cert_login" and "auth_cert_jwks" exclude each other in \S+both\.conf:\d+/,
+	'login and jwks in one location');
+
+# A bad key file is named, never shown.
+my ($key_line) = $t->read_file('p384.key') =~ /^([A-Za-z0-9+\/]{40,})$/m;
+unlike(check($t, 'p384b', conf('auth_cert_token_key p384.key;', '')), qr/\Q$key_line\E/,
+	'no key material in errors');
+
+# nginx-conf/desktop-login.conf loads, with the files its header names.
+
+my $desktop = "$d/desktop";
+mkdir $desktop;
+mkdir "$desktop/$_" for qw/ certs logs /;
+system("cp $d/server.crt $d/server.key $d/ca.crt $desktop/certs/") == 0 or die;
+system("cp $d/ec.key $desktop/certs/token.key") == 0 or die;
+system("cp $FindBin::Bin/../nginx-conf/desktop-login.conf $desktop/nginx.conf") == 0 or die;
+my $globals = $ENV{TEST_NGINX_GLOBALS} // '';
+$out = `$Test::Nginx::NGINX -t -p $desktop/ -c nginx.conf -g '$globals' 2>&1`;
+is($? >> 8, 0, 'nginx-conf/desktop-login.conf loads') or diag($out);
+
+###############################################################################
