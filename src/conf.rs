@@ -16,6 +16,7 @@ use ngx::{ngx_conf_log_error, ngx_log_error};
 
 use crate::forwarded::{self, TrustStore};
 use crate::login;
+use crate::session;
 use crate::settings::{Mode, Settings};
 
 /// `ssl_verify_client off` in `ngx_http_ssl_srv_conf_t.verify`.
@@ -74,6 +75,14 @@ pub unsafe extern "C" fn merge_loc_conf(
     if let Err(message) = conf.settings.token.check() {
         ngx_log_error!(NGX_LOG_EMERG, cf.log, "{}", message);
         return NGX_CONF_ERROR;
+    }
+
+    if let (Some(max_age), false) = (conf.settings.max_age(), conf.settings.mode() == Mode::Off) {
+        let ctx = NgxHttpSslModule::server_conf(cf).map_or(ptr::null_mut(), |s| s.ssl.ctx);
+        // SAFETY: the SSL context of the server being merged, not serving yet.
+        if !unsafe { session::note_max_age(ctx.cast(), max_age) } {
+            return NGX_CONF_ERROR;
+        }
     }
 
     // Behind a load balancer, or on a test rig, the credential may come without TLS.

@@ -1,5 +1,6 @@
 //! The access phase: evaluate the request's certificate, let it pass or reject it.
 
+use core::cell::OnceCell;
 use core::ffi::c_void;
 use core::ptr;
 use std::rc::Rc;
@@ -15,15 +16,17 @@ use ngx::ffi::{
 use ngx::http::{HttpModule, HttpModuleLocationConf, NgxHttpCoreModule, Request};
 use ngx::{ngx_log_error, ngx_string};
 
+use crate::age::{self, Decimal};
 use crate::cert::CertificateInfo;
 use crate::conf::LocConf;
 use crate::forwarded::{self, Forwarded};
 use crate::identity;
 use crate::module::Module;
-use crate::settings::Mode;
+use crate::settings::{Mode, Stale};
 use crate::tls::{self, PeerCertificate};
 use crate::trusted::Source;
 use crate::verdict::{wire_status, Reason};
+use crate::{reauth, session};
 
 /// The evaluation of one request, kept in its module context for the variables.
 pub struct RequestAuth {
@@ -35,8 +38,15 @@ pub struct RequestAuth {
     pub trusted: bool,
     /// The identity, or why the request is not authenticated.
     pub outcome: Result<String, Reason>,
-    /// Unix seconds of the TLS handshake that verified the certificate, when there is one.
+    /// Unix seconds of the full TLS handshake that verified the client certificate, whatever
+    /// resumption or keep-alive happened since; `None` when unknown.
     pub auth_time: Option<i64>,
+    /// Seconds since `auth_time` when the request was evaluated.
+    pub age: Option<i64>,
+    /// `$auth_cert_auth_time` and `$auth_cert_age`, formatted on first use, without
+    /// allocating.
+    pub auth_time_text: OnceCell<Decimal>,
+    pub age_text: OnceCell<Decimal>,
     /// Where the evaluated credential came from; `None` when there was none.
     pub source: Option<Source>,
     /// notAfter of a trusted certificate, Unix seconds (`$auth_cert_not_after`).
@@ -93,9 +103,12 @@ fn compute(r: &Request, conf: &LocConf) -> RequestAuth {
     };
     // SAFETY: a request's connection is valid while the request is; its `ssl` is null on
     // plain connections and is the TLS connection (shared by HTTP/2 streams) otherwise.
-    let (peer, read_at) = unsafe {
+    let (peer, auth_time) = unsafe {
         match (*r.connection()).ssl.as_ref() {
-            Some(ssl) => tls::peer(ssl.connection.cast()).unzip(),
+            Some(ssl) => (
+                tls::peer(ssl.connection.cast()),
+                session::auth_time(ssl.connection.cast()),
+            ),
             None => (Some(&PeerCertificate::Absent), None),
         }
     };
@@ -114,9 +127,14 @@ fn compute(r: &Request, conf: &LocConf) -> RequestAuth {
         Some(PeerCertificate::Absent) | None => None,
         Some(_) => Some(Source::Tls),
     };
+    // auth_cert_max_age holds for certificates verified in this nginx's TLS handshakes.
+    let outcome = match (outcome, settings.max_age()) {
+        (Ok(_), Some(max_age)) if age::is_stale(auth_time, now, max_age) => Err(Reason::Stale),
+        (outcome, _) => outcome,
+    };
     let detail = untrusted_header.then(|| "forwarded certificate header ignored".to_owned());
     RequestAuth::new(conf, cert, trusted, outcome, source, detail)
-        .with_auth_time(read_at.filter(|_| trusted))
+        .with_auth_time(auth_time.filter(|_| trusted), now)
 }
 
 impl RequestAuth {
@@ -141,11 +159,15 @@ impl RequestAuth {
             not_after,
             detail,
             auth_time: None,
+            age: None,
+            auth_time_text: OnceCell::new(),
+            age_text: OnceCell::new(),
         }
     }
 
-    fn with_auth_time(mut self, auth_time: Option<i64>) -> Self {
+    fn with_auth_time(mut self, auth_time: Option<i64>, now: i64) -> Self {
         self.auth_time = auth_time;
+        self.age = auth_time.map(|t| age::age(t, now));
         self
     }
 }
@@ -172,6 +194,13 @@ pub unsafe extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ngx_int_t
     };
     match (&auth.outcome, mode) {
         (Ok(_), Mode::On) => NGX_OK as ngx_int_t,
+        (Err(Reason::Stale), Mode::On)
+            if conf.settings.stale() == Stale::Reauth && satisfy_all(request) =>
+        {
+            log_reauth(request, auth);
+            // SAFETY: the request of this access phase handler.
+            unsafe { reauth::redirect(r) }
+        }
         (Err(reason), Mode::On) => {
             let reason = *reason;
             log_rejection(request, conf, auth, reason);
@@ -203,6 +232,29 @@ pub fn log_rejection(r: &Request, conf: &LocConf, auth: &RequestAuth, reason: Re
         detail,
         reason.as_str(),
         identity.escape_debug(),
+        serial
+    );
+}
+
+/// Whether the location needs every access module to allow (`satisfy all`): under
+/// `satisfy any`, a stale request is a plain rejection that another module may overrule.
+fn satisfy_all(r: &Request) -> bool {
+    NgxHttpCoreModule::location_conf(r.as_ref())
+        .is_some_and(|clcf| clcf.satisfy == NGX_HTTP_SATISFY_ALL as ngx_uint_t)
+}
+
+fn log_reauth(r: &Request, auth: &RequestAuth) {
+    let serial = auth.cert.as_deref().map_or("-", |c| c.serial.as_str());
+    // SAFETY: the request's connection and its log are valid for the request's lifetime.
+    let log = unsafe { (*r.connection()).log };
+    ngx_log_error!(
+        NGX_LOG_INFO,
+        log,
+        "auth_cert: re-authentication required: {}, reason: stale, auth_time: {}, age: {}, \
+         serial: {}",
+        Reason::Stale.message(),
+        auth.auth_time.unwrap_or(0),
+        auth.age.unwrap_or(0),
         serial
     );
 }

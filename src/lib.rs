@@ -5,6 +5,7 @@
 //! TLS connection state, variables) is compiled only into the module, never into unit tests,
 //! which cannot link against nginx's symbols.
 
+pub mod age;
 pub mod cert;
 pub mod identity;
 pub mod pem;
@@ -24,6 +25,10 @@ mod handler;
 mod login;
 #[cfg(not(test))]
 mod module;
+#[cfg(not(test))]
+mod reauth;
+#[cfg(not(test))]
+mod session;
 #[cfg(not(test))]
 mod tls;
 #[cfg(not(test))]

@@ -13,7 +13,7 @@ use ngx::ffi::{
 use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 
 use crate::conf::{self, LocConf};
-use crate::{handler, login, tls, variables};
+use crate::{handler, login, session, tls, variables};
 
 pub struct Module;
 
@@ -42,6 +42,10 @@ impl HttpModule for Module {
         // SAFETY: the phase's handlers array holds ngx_http_handler_pt elements.
         let slot = unsafe { ngx_array_push(&mut phase.handlers) }.cast::<ngx_http_handler_pt>();
         if slot.is_null() || !tls::init() || !login::init() {
+            return NGX_ERROR as ngx_int_t;
+        }
+        // SAFETY: postconfiguration: every server is merged, none is serving.
+        if !unsafe { session::install(cmcf) } {
             return NGX_ERROR as ngx_int_t;
         }
         // SAFETY: `slot` is a fresh element of the array.
@@ -80,7 +84,7 @@ const fn location_directive(name: &'static CStr, arguments: u32) -> ngx_command_
     command
 }
 
-static mut COMMANDS: [ngx_command_t; 17] = [
+static mut COMMANDS: [ngx_command_t; 19] = [
     directive(c"auth_cert", NGX_CONF_TAKE1),
     directive(c"auth_cert_identity", NGX_CONF_1MORE),
     directive(c"auth_cert_identity_regex", NGX_CONF_TAKE1),
@@ -88,6 +92,8 @@ static mut COMMANDS: [ngx_command_t; 17] = [
     directive(c"auth_cert_key_usage", NGX_CONF_1MORE),
     directive(c"auth_cert_policy", NGX_CONF_1MORE),
     directive(c"auth_cert_issuer", NGX_CONF_TAKE1),
+    directive(c"auth_cert_max_age", NGX_CONF_TAKE1),
+    directive(c"auth_cert_stale", NGX_CONF_TAKE1),
     directive(c"auth_cert_header", NGX_CONF_2MORE),
     directive(c"auth_cert_identity_arg", NGX_CONF_2MORE),
     directive(c"auth_cert_token_key", NGX_CONF_TAKE12),

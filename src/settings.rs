@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use regex::Regex;
 
+use crate::age;
 use crate::identity::{IdentityRegex, IdentitySource};
 use crate::policy::{self, Policy};
 use crate::token::TokenSettings;
@@ -31,6 +32,14 @@ impl Mode {
     }
 }
 
+/// `auth_cert_stale reauth | reject`: what a request gets when its authentication is older
+/// than `auth_cert_max_age`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stale {
+    Reauth,
+    Reject,
+}
+
 /// The settings of one configuration level (http, server or location).
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
@@ -44,6 +53,9 @@ pub struct Settings {
     pub header: Option<HeaderSource>,
     /// `auth_cert_identity_arg`.
     pub identity_arg: Option<ArgSource>,
+    /// `auth_cert_max_age`: set here (`Some`), and then a limit in seconds or `off` (`None`).
+    max_age: Option<Option<i64>>,
+    stale: Option<Stale>,
 }
 
 impl Settings {
@@ -60,10 +72,25 @@ impl Settings {
         self.mode.is_some()
     }
 
+    /// `auth_cert_max_age` in seconds; `None` when off.
+    pub fn max_age(&self) -> Option<i64> {
+        self.max_age.flatten()
+    }
+
+    pub fn stale(&self) -> Stale {
+        self.stale.unwrap_or(Stale::Reauth)
+    }
+
     /// Inherits from the enclosing level what this level does not set.
     pub fn merge(&mut self, parent: &Settings) {
         if self.mode.is_none() {
             self.mode = parent.mode;
+        }
+        if self.max_age.is_none() {
+            self.max_age = parent.max_age;
+        }
+        if self.stale.is_none() {
+            self.stale = parent.stale;
         }
         self.policy.merge(&parent.policy);
         self.token.merge(&parent.token);
@@ -134,6 +161,32 @@ impl Settings {
                 let pattern = one(name, args)?;
                 policy.issuer =
                     Some(Regex::new(pattern).map_err(|e| invalid_regex(name, pattern, &e))?);
+            }
+            "auth_cert_max_age" => {
+                if self.max_age.is_some() {
+                    return Err(duplicate());
+                }
+                let word = one(name, args)?;
+                self.max_age =
+                    Some(age::parse_max_age(word).map_err(|_| {
+                        format!("invalid value \"{word}\" in \"{name}\" directive")
+                    })?);
+            }
+            "auth_cert_stale" => {
+                if self.stale.is_some() {
+                    return Err(duplicate());
+                }
+                let word = one(name, args)?;
+                self.stale = Some(match word {
+                    "reauth" => Stale::Reauth,
+                    "reject" => Stale::Reject,
+                    _ => {
+                        return Err(format!(
+                            "invalid value \"{word}\" in \"{name}\" directive, it must be \
+                             \"reauth\" or \"reject\""
+                        ))
+                    }
+                });
             }
             "auth_cert_header" => {
                 if self.header.is_some() {
@@ -340,6 +393,65 @@ mod tests {
         off.merge(&parent);
         assert_eq!(off.mode(), Mode::Off);
         assert_eq!(Settings::default().policy.sources(), &DEFAULT_SOURCES);
+    }
+
+    #[test]
+    fn max_age_and_stale() {
+        let s = settings(&[
+            ("auth_cert_max_age", &["15m"]),
+            ("auth_cert_stale", &["reject"]),
+        ])
+        .unwrap();
+        assert_eq!(s.max_age(), Some(900));
+        assert_eq!(s.stale(), Stale::Reject);
+        let d = Settings::default();
+        assert_eq!(d.max_age(), None);
+        assert_eq!(d.stale(), Stale::Reauth);
+
+        let mut child = Settings::default();
+        child.merge(&s);
+        assert_eq!(child.max_age(), Some(900));
+        assert_eq!(child.stale(), Stale::Reject);
+        let mut off = settings(&[("auth_cert_max_age", &["off"])]).unwrap();
+        off.merge(&s);
+        assert_eq!(off.max_age(), None);
+    }
+
+    #[test]
+    fn max_age_and_stale_errors() {
+        let err = settings(&[("auth_cert_max_age", &["15x"])]).unwrap_err();
+        assert_eq!(
+            err,
+            "invalid value \"15x\" in \"auth_cert_max_age\" directive"
+        );
+        let err = settings(&[("auth_cert_max_age", &["0"])]).unwrap_err();
+        assert_eq!(
+            err,
+            "invalid value \"0\" in \"auth_cert_max_age\" directive"
+        );
+        let err = settings(&[("auth_cert_max_age", &["1m", "2m"])]).unwrap_err();
+        assert_eq!(
+            err,
+            "invalid number of arguments in \"auth_cert_max_age\" directive"
+        );
+        let err = settings(&[
+            ("auth_cert_max_age", &["1m"]),
+            ("auth_cert_max_age", &["off"]),
+        ])
+        .unwrap_err();
+        assert_eq!(err, "\"auth_cert_max_age\" directive is duplicate");
+        let err = settings(&[("auth_cert_stale", &["logout"])]).unwrap_err();
+        assert_eq!(
+            err,
+            "invalid value \"logout\" in \"auth_cert_stale\" directive, it must be \"reauth\" \
+             or \"reject\""
+        );
+        let err = settings(&[
+            ("auth_cert_stale", &["reject"]),
+            ("auth_cert_stale", &["reauth"]),
+        ])
+        .unwrap_err();
+        assert_eq!(err, "\"auth_cert_stale\" directive is duplicate");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use core::sync::atomic::{AtomicI32, Ordering};
 use std::rc::Rc;
 
 use ngx::ffi::{
-    i2d_X509, ngx_time, CRYPTO_get_ex_new_index, SSL_get1_peer_certificate, SSL_get_ex_data,
+    i2d_X509, CRYPTO_get_ex_new_index, SSL_get1_peer_certificate, SSL_get_ex_data,
     SSL_get_verify_result, SSL_set_ex_data, X509_free, CRYPTO_EX_DATA, CRYPTO_EX_INDEX_SSL, SSL,
     X509_V_OK,
 };
@@ -28,13 +28,6 @@ pub enum PeerCertificate {
     /// Verified, but not parseable by this module.
     Unparseable,
     Verified(Rc<CertificateInfo>),
-}
-
-/// The connection's client certificate and when this module first read it (Unix seconds):
-/// the time of the handshake on a full handshake.
-struct Peer {
-    certificate: PeerCertificate,
-    read_at: i64,
 }
 
 static EX_INDEX: AtomicI32 = AtomicI32::new(-1);
@@ -69,31 +62,27 @@ unsafe extern "C" fn free_peer(
 ) {
     if !data.is_null() {
         // SAFETY: the slot only ever holds a pointer made by Box::into_raw in `peer`.
-        drop(unsafe { Box::from_raw(data.cast::<Peer>()) });
+        drop(unsafe { Box::from_raw(data.cast::<PeerCertificate>()) });
     }
 }
 
-/// The client certificate of `ssl`, read on first use, and the time it was read; `None` when
-/// it cannot be kept.
+/// The client certificate of `ssl`, read on first use; `None` when it cannot be kept.
 ///
 /// # Safety
 /// `ssl` must be the live `SSL` object of a connection whose handshake has completed; the
 /// result must not be used after the connection is closed.
-pub unsafe fn peer<'a>(ssl: *mut SSL) -> Option<(&'a PeerCertificate, i64)> {
+pub unsafe fn peer<'a>(ssl: *mut SSL) -> Option<&'a PeerCertificate> {
     let index = EX_INDEX.load(Ordering::Relaxed);
     if index < 0 {
         return None;
     }
     // SAFETY: `ssl` is valid (caller) and the slot holds null or a PeerCertificate we own.
-    let cached = unsafe { SSL_get_ex_data(ssl, index) }.cast::<Peer>();
+    let cached = unsafe { SSL_get_ex_data(ssl, index) }.cast::<PeerCertificate>();
     if let Some(peer) = unsafe { cached.as_ref() } {
-        return Some((&peer.certificate, peer.read_at));
+        return Some(peer);
     }
     // SAFETY: as above; the certificate reference is released by `read_peer`.
-    let peer = Box::into_raw(Box::new(Peer {
-        certificate: unsafe { read_peer(ssl) },
-        read_at: ngx_time(),
-    }));
+    let peer = Box::into_raw(Box::new(unsafe { read_peer(ssl) }));
     // SAFETY: on failure the box is ours to free; on success OpenSSL frees it via
     // `free_peer` when the connection goes, which outlives every request using it.
     unsafe {
@@ -101,7 +90,7 @@ pub unsafe fn peer<'a>(ssl: *mut SSL) -> Option<(&'a PeerCertificate, i64)> {
             drop(Box::from_raw(peer));
             return None;
         }
-        Some((&(*peer).certificate, (*peer).read_at))
+        Some(&*peer)
     }
 }
 

@@ -6,13 +6,14 @@ use ngx::ffi::{
 };
 use ngx::http::Request;
 
+use crate::age::Decimal;
 use crate::handler::{self, RequestAuth};
 
 /// Reads one variable's value out of a request's evaluation.
 type Getter = fn(&RequestAuth) -> &str;
 
 /// The variables, by name; the index is the `data` of the getter.
-const VARIABLES: [(&str, Getter); 11] = [
+const VARIABLES: [(&str, Getter); 13] = [
     ("auth_cert_status", |a| match &a.outcome {
         Ok(_) => "ok",
         Err(reason) => reason.status().as_str(),
@@ -38,7 +39,20 @@ const VARIABLES: [(&str, Getter); 11] = [
     }),
     ("auth_cert_not_after", |a| &a.not_after),
     ("auth_cert_source", |a| a.source.map_or("", |s| s.as_str())),
+    ("auth_cert_auth_time", |a| {
+        a.auth_time_text
+            .get_or_init(|| decimal(a.auth_time))
+            .as_str()
+    }),
+    ("auth_cert_age", |a| {
+        a.age_text.get_or_init(|| decimal(a.age)).as_str()
+    }),
 ];
+
+/// A number for a variable; empty when unknown.
+fn decimal(value: Option<i64>) -> Decimal {
+    value.map(Decimal::new).unwrap_or_default()
+}
 
 /// The certificate's facts, when its chain verified.
 fn trusted(auth: &RequestAuth) -> Option<&crate::cert::CertificateInfo> {

@@ -46,6 +46,8 @@ pub enum Reason {
     Policy,
     /// The issuer DN does not match.
     Issuer,
+    /// The certificate was verified longer ago than `auth_cert_max_age`.
+    Stale,
     /// A forwarded certificate (`auth_cert_header`) is malformed or does not verify.
     Header,
     /// A forwarded certificate came from a peer outside the trusted networks, and nothing
@@ -67,6 +69,7 @@ impl Reason {
             Self::KeyUsage => "key_usage",
             Self::Policy => "policy",
             Self::Issuer => "issuer",
+            Self::Stale => "stale",
             Self::Header => "header",
             Self::Network => "network",
             Self::Internal => "internal",
@@ -82,6 +85,7 @@ impl Reason {
             Self::Identity | Self::Eku | Self::KeyUsage | Self::Policy | Self::Issuer => {
                 Status::Denied
             }
+            Self::Stale => Status::Stale,
             Self::Internal => Status::Error,
         }
     }
@@ -93,6 +97,7 @@ impl Reason {
         match self {
             Self::NoCert => 496,
             Self::Verify => 495,
+            Self::Stale => 401,
             Self::Internal => 500,
             _ => 403,
         }
@@ -110,6 +115,7 @@ impl Reason {
             Self::KeyUsage => "the client certificate lacks a required key usage",
             Self::Policy => "the client certificate has no accepted certificate policy",
             Self::Issuer => "the client certificate issuer is not accepted",
+            Self::Stale => "the client certificate authentication is older than allowed",
             Self::Header => "the forwarded client certificate is malformed or does not verify",
             Self::Network => "a forwarded client certificate is not accepted from this address",
             Self::Internal => "internal error",
@@ -138,6 +144,7 @@ mod tests {
         assert_eq!(Reason::Eku.status(), Status::Denied);
         assert_eq!(Reason::Identity.status(), Status::Denied);
         assert_eq!(Reason::Internal.status(), Status::Error);
+        assert_eq!(Reason::Stale.status(), Status::Stale);
         assert_eq!(Reason::Header.status(), Status::Invalid);
         assert_eq!(Reason::Network.status(), Status::Invalid);
     }
@@ -147,6 +154,7 @@ mod tests {
         assert_eq!(Reason::NoCert.http_status(), 496);
         assert_eq!(Reason::Verify.http_status(), 495);
         assert_eq!(Reason::Issuer.http_status(), 403);
+        assert_eq!(Reason::Stale.http_status(), 401);
         assert_eq!(Reason::Header.http_status(), 403);
         assert_eq!(Reason::Network.http_status(), 403);
         assert_eq!(wire_status(496), 400);
@@ -166,6 +174,7 @@ mod tests {
             Reason::KeyUsage,
             Reason::Policy,
             Reason::Issuer,
+            Reason::Stale,
             Reason::Header,
             Reason::Network,
             Reason::Internal,

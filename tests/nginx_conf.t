@@ -10,7 +10,8 @@
 #   - the module is loaded from the command line (`-g 'load_module ...;'`), not by the file.
 # For the check, each file gets its own PREFIX with placeholders for every `certs/NAME` the
 # file mentions: `*.crt`, `*.pem`, `*.cer`: a self-signed CA certificate whose key is
-# `certs/<same base>.key`; `*.key`: an EC P-256 private key; anything else: 32 random bytes.
+# `certs/<same base>.key`; `*.key`: an EC P-256 private key; `*.ticket`: 80 random bytes (an
+# `ssl_session_ticket_key`); anything else: 32 random bytes.
 
 ###############################################################################
 
@@ -99,7 +100,7 @@ sub placeholder {
 			. " -addext 'basicConstraints = critical, CA:true' -out $path");
 	} elsif ($ext ne 'key') {
 		open my $fh, '>', $path or die "$path: $!";
-		print $fh pack('C*', map { int rand 256 } 1 .. 32);
+		print $fh pack('C*', map { int rand 256 } 1 .. ($ext eq 'ticket' ? 80 : 32));
 		close $fh;
 	}
 }

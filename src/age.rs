@@ -1,0 +1,249 @@
+//! The age of a certificate authentication, as plain arithmetic: the `auth_cert_max_age` value,
+//! staleness, the lifetime left to a TLS session, and the authentication time carried inside
+//! TLS sessions and tickets.
+//!
+//! Times are Unix seconds. Nothing here allocates: the per-request check is a few comparisons.
+
+/// Longest accepted `auth_cert_max_age`: a year, far below any overflow of Unix seconds.
+pub const MAX_AGE_LIMIT: i64 = 365 * 24 * 60 * 60;
+
+/// A value that is not a time `auth_cert_max_age` accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidTime;
+
+/// Parses nginx's time syntax (`30s`, `15m`, `1h30m`, `2d`, `1w`, a bare number of seconds)
+/// into seconds; `off` is `None`. The value must be from one second to one year.
+pub fn parse_max_age(word: &str) -> Result<Option<i64>, InvalidTime> {
+    if word == "off" {
+        return Ok(None);
+    }
+    let mut total: i64 = 0;
+    let mut number: Option<i64> = None;
+    let mut last_unit = i64::MAX;
+    for c in word.chars() {
+        if let Some(digit) = c.to_digit(10) {
+            number = Some(
+                number
+                    .unwrap_or(0)
+                    .checked_mul(10)
+                    .and_then(|n| n.checked_add(i64::from(digit)))
+                    .ok_or(InvalidTime)?,
+            );
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 60 * 60,
+            'd' => 24 * 60 * 60,
+            'w' => 7 * 24 * 60 * 60,
+            'M' => 30 * 24 * 60 * 60,
+            'y' => 365 * 24 * 60 * 60,
+            _ => return Err(InvalidTime),
+        };
+        // Units in decreasing order, each once, each after a number (as nginx requires).
+        if unit >= last_unit {
+            return Err(InvalidTime);
+        }
+        last_unit = unit;
+        let n = number.take().ok_or(InvalidTime)?;
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or(InvalidTime)?;
+    }
+    if let Some(seconds) = number {
+        if last_unit <= 1 {
+            return Err(InvalidTime);
+        }
+        total = total.checked_add(seconds).ok_or(InvalidTime)?;
+    }
+    if !(1..=MAX_AGE_LIMIT).contains(&total) {
+        return Err(InvalidTime);
+    }
+    Ok(Some(total))
+}
+
+/// The age of an authentication at `now` (never negative, for clocks stepping back).
+pub fn age(auth_time: i64, now: i64) -> i64 {
+    now.saturating_sub(auth_time).max(0)
+}
+
+/// Whether an authentication made at `auth_time` is too old at `now`. An authentication of
+/// unknown time (a session made before the module was loaded) is always too old.
+pub fn is_stale(auth_time: Option<i64>, now: i64, max_age: i64) -> bool {
+    match auth_time {
+        Some(t) => age(t, now) > max_age,
+        None => true,
+    }
+}
+
+/// The lifetime, in seconds, a TLS session may still have so that it cannot be resumed once
+/// its authentication is older than `max_age`; at least 1 (OpenSSL treats 0 specially).
+pub fn remaining_lifetime(auth_time: i64, now: i64, max_age: i64) -> i64 {
+    max_age.saturating_sub(age(auth_time, now)).max(1)
+}
+
+/// The smaller of two optional limits; `None` means no limit.
+pub fn stricter(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
+/// Version byte of the authentication stamp inside a session's ticket application data.
+const STAMP_V1: u8 = 1;
+
+/// Length of an encoded stamp: version byte and big-endian Unix seconds.
+pub const STAMP_LEN: usize = 9;
+
+/// The stamp carried in a TLS session (and so in its tickets and in nginx's shared cache):
+/// the time of the full handshake that verified the client certificate.
+pub fn encode_stamp(auth_time: i64) -> [u8; STAMP_LEN] {
+    let mut out = [0u8; STAMP_LEN];
+    out[0] = STAMP_V1;
+    out[1..].copy_from_slice(&auth_time.to_be_bytes());
+    out
+}
+
+/// The authentication time of a stamp; `None` for anything this version did not write.
+pub fn decode_stamp(data: &[u8]) -> Option<i64> {
+    match data {
+        [STAMP_V1, rest @ ..] => Some(i64::from_be_bytes(rest.try_into().ok()?)).filter(|t| *t > 0),
+        _ => None,
+    }
+}
+
+/// A decimal number kept inline, for variables that must not allocate.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Decimal {
+    digits: [u8; 20],
+    len: u8,
+}
+
+impl Decimal {
+    pub fn new(value: i64) -> Self {
+        let mut out = Self::default();
+        let mut n = value.unsigned_abs();
+        let mut tmp = [0u8; 20];
+        let mut i = tmp.len();
+        loop {
+            i -= 1;
+            tmp[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        if value < 0 && i > 0 {
+            i -= 1;
+            tmp[i] = b'-';
+        }
+        let len = tmp.len() - i;
+        out.digits[..len].copy_from_slice(&tmp[i..]);
+        out.len = len as u8;
+        out
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only ASCII digits and '-' are ever written.
+        core::str::from_utf8(&self.digits[..usize::from(self.len)]).unwrap_or("")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nginx_time_syntax() {
+        assert_eq!(parse_max_age("off"), Ok(None));
+        assert_eq!(parse_max_age("30"), Ok(Some(30)));
+        assert_eq!(parse_max_age("30s"), Ok(Some(30)));
+        assert_eq!(parse_max_age("15m"), Ok(Some(900)));
+        assert_eq!(parse_max_age("1h"), Ok(Some(3600)));
+        assert_eq!(parse_max_age("1h30m"), Ok(Some(5400)));
+        assert_eq!(parse_max_age("1d"), Ok(Some(86400)));
+        assert_eq!(parse_max_age("1w"), Ok(Some(604_800)));
+        assert_eq!(parse_max_age("1m30"), Ok(Some(90)));
+    }
+
+    #[test]
+    fn bad_times() {
+        for word in [
+            "",
+            "0",
+            "0s",
+            "-1",
+            "m",
+            "15x",
+            "1m1h",
+            "1s1s",
+            "1s30",
+            "1 m",
+            "2y",
+            "9999999999999999999",
+            "On",
+        ] {
+            assert_eq!(parse_max_age(word), Err(InvalidTime), "{word:?}");
+        }
+        assert_eq!(parse_max_age("1y"), Ok(Some(MAX_AGE_LIMIT)));
+    }
+
+    #[test]
+    fn staleness() {
+        assert!(!is_stale(Some(100), 100, 2));
+        assert!(!is_stale(Some(100), 102, 2));
+        assert!(is_stale(Some(100), 103, 2));
+        assert!(is_stale(None, 100, 3600));
+        // A clock that stepped back gives age 0, not a negative age.
+        assert_eq!(age(200, 100), 0);
+        assert!(!is_stale(Some(200), 100, 2));
+    }
+
+    #[test]
+    fn lifetime_left() {
+        assert_eq!(remaining_lifetime(100, 100, 900), 900);
+        assert_eq!(remaining_lifetime(100, 400, 900), 600);
+        assert_eq!(remaining_lifetime(100, 1000, 900), 1);
+        assert_eq!(remaining_lifetime(100, 5000, 900), 1);
+    }
+
+    #[test]
+    fn stricter_limit_wins() {
+        assert_eq!(stricter(None, None), None);
+        assert_eq!(stricter(Some(5), None), Some(5));
+        assert_eq!(stricter(None, Some(7)), Some(7));
+        assert_eq!(stricter(Some(9), Some(7)), Some(7));
+    }
+
+    #[test]
+    fn stamps_round_trip_and_refuse_others() {
+        let t = 1_764_000_000;
+        let stamp = encode_stamp(t);
+        assert_eq!(stamp.len(), STAMP_LEN);
+        assert_eq!(stamp[0], 1);
+        assert_eq!(decode_stamp(&stamp), Some(t));
+        assert_eq!(decode_stamp(&[]), None);
+        assert_eq!(decode_stamp(&stamp[..8]), None);
+        let mut other = stamp;
+        other[0] = 2;
+        assert_eq!(decode_stamp(&other), None);
+        assert_eq!(decode_stamp(&[&stamp[..], &[0]].concat()), None);
+        assert_eq!(decode_stamp(&encode_stamp(0)), None);
+        assert_eq!(decode_stamp(&encode_stamp(-5)), None);
+    }
+
+    #[test]
+    fn decimals() {
+        assert_eq!(Decimal::new(0).as_str(), "0");
+        assert_eq!(Decimal::new(7).as_str(), "7");
+        assert_eq!(Decimal::new(1_764_000_000).as_str(), "1764000000");
+        assert_eq!(Decimal::new(-12).as_str(), "-12");
+        assert_eq!(Decimal::new(i64::MAX).as_str(), "9223372036854775807");
+        assert_eq!(Decimal::new(i64::MIN).as_str(), "-9223372036854775808");
+        assert_eq!(Decimal::default().as_str(), "");
+    }
+}

@@ -1,0 +1,430 @@
+//! The time of the certificate authentication, carried by TLS sessions.
+//!
+//! OpenSSL resets a TLS 1.3 session's own time each time it issues a ticket (nginx renews every
+//! TLS 1.3 ticket), so `SSL_SESSION_get_time` cannot tell when the certificate was verified.
+//! The module therefore stamps the time of the full handshake that verified the certificate
+//! into the session's ticket application data: OpenSSL copies it when a session is duplicated
+//! and serialises it into tickets and into nginx's shared session cache, so it survives
+//! resumption by ticket (TLS 1.2 and 1.3), by session cache, and on every host sharing
+//! `ssl_session_ticket_key`.
+//!
+//! Hooks on every server's `SSL_CTX`, installed at the end of configuration:
+//! - the verify callback (nginx's, wrapped) stamps the time when the leaf certificate is
+//!   verified;
+//! - the ticket decrypt callback refuses to resume a ticket whose stamp is older than the
+//!   handshake limit (or missing), so the client falls back to a full handshake and must
+//!   present its certificate again; the ticket generate callback shortens each new session's
+//!   lifetime to what is left of that limit;
+//! - nginx's shared-cache lookup (wrapped) refuses such sessions too; OpenSSL's internal cache
+//!   (`ssl_session_cache builtin`), which no callback can check, is not consulted where a limit
+//!   applies.
+//!
+//! Sessions are looked up before the SNI callback selects the server, in the context of the
+//! listen socket's default server, so the handshake limit of that context is the smallest
+//! `auth_cert_max_age` of every server sharing one of its addresses; each request is then
+//! checked against its own location's limit.
+
+use core::ffi::{c_int, c_long, c_uchar, c_void};
+use core::ptr;
+use core::sync::atomic::{AtomicI32, Ordering};
+
+use ngx::ffi::{
+    ngx_http_conf_addr_t, ngx_http_conf_port_t, ngx_http_core_main_conf_t,
+    ngx_http_core_srv_conf_t, ngx_http_ssl_module, ngx_http_ssl_srv_conf_t, ngx_time,
+    CRYPTO_get_ex_new_index, SSL_CTX_ctrl, SSL_CTX_get_ex_data, SSL_CTX_get_timeout,
+    SSL_CTX_get_verify_callback, SSL_CTX_get_verify_mode, SSL_CTX_sess_get_get_cb,
+    SSL_CTX_sess_set_get_cb, SSL_CTX_set_ex_data, SSL_CTX_set_session_ticket_cb,
+    SSL_CTX_set_timeout, SSL_CTX_set_verify, SSL_SESSION_free, SSL_SESSION_get0_ticket_appdata,
+    SSL_SESSION_get_time, SSL_SESSION_get_timeout, SSL_SESSION_set1_ticket_appdata,
+    SSL_SESSION_set_timeout, SSL_get_SSL_CTX, SSL_get_ex_data_X509_STORE_CTX_idx, SSL_get_session,
+    SSL_verify_cb, X509_STORE_CTX_get_error_depth, X509_STORE_CTX_get_ex_data, CRYPTO_EX_DATA,
+    CRYPTO_EX_INDEX_SSL_CTX, SSL, SSL_CTRL_GET_SESS_CACHE_MODE, SSL_CTRL_SET_SESS_CACHE_MODE,
+    SSL_CTX, SSL_SESSION, SSL_SESS_CACHE_NO_INTERNAL_LOOKUP, SSL_TICKET_RETURN,
+    SSL_TICKET_RETURN_IGNORE_RENEW, SSL_TICKET_RETURN_USE, SSL_TICKET_RETURN_USE_RENEW,
+    SSL_TICKET_STATUS, SSL_TICKET_SUCCESS, SSL_TICKET_SUCCESS_RENEW, SSL_VERIFY_NONE,
+    X509_STORE_CTX,
+};
+
+use crate::age;
+
+/// nginx's shared-cache lookup, as `SSL_CTX_sess_get_get_cb` returns it.
+type GetSession =
+    Option<unsafe extern "C" fn(*mut SSL, *const c_uchar, c_int, *mut c_int) -> *mut SSL_SESSION>;
+
+/// What the module keeps with one `SSL_CTX` (in its ex_data, freed with it).
+struct Hooks {
+    /// nginx's verify callback, called first.
+    verify: SSL_verify_cb,
+    /// nginx's shared-cache lookup.
+    get_session: GetSession,
+    /// The smallest `auth_cert_max_age` of the locations of this context's server.
+    server_max_age: Option<i64>,
+    /// The limit applied when a session is resumed in this context.
+    handshake_max_age: Option<i64>,
+    installed: bool,
+}
+
+static CTX_INDEX: AtomicI32 = AtomicI32::new(-1);
+
+fn ctx_index() -> Option<c_int> {
+    let index = CTX_INDEX.load(Ordering::Relaxed);
+    if index >= 0 {
+        return Some(index);
+    }
+    // SAFETY: plain OpenSSL call; `free_hooks` matches CRYPTO_EX_free.
+    let index = unsafe {
+        CRYPTO_get_ex_new_index(
+            CRYPTO_EX_INDEX_SSL_CTX as c_int,
+            0,
+            ptr::null_mut(),
+            None,
+            None,
+            Some(free_hooks),
+        )
+    };
+    CTX_INDEX.store(index, Ordering::Relaxed);
+    (index >= 0).then_some(index)
+}
+
+unsafe extern "C" fn free_hooks(
+    _parent: *mut c_void,
+    data: *mut c_void,
+    _ad: *mut CRYPTO_EX_DATA,
+    _index: c_int,
+    _argl: c_long,
+    _argp: *mut c_void,
+) {
+    if !data.is_null() {
+        // SAFETY: the slot only ever holds a pointer made by Box::into_raw in `hooks_mut`.
+        drop(unsafe { Box::from_raw(data.cast::<Hooks>()) });
+    }
+}
+
+/// The hooks of `ctx`, if the module set them up.
+///
+/// # Safety
+/// `ctx` must be a live `SSL_CTX`.
+unsafe fn hooks<'a>(ctx: *const SSL_CTX) -> Option<&'a Hooks> {
+    let index = CTX_INDEX.load(Ordering::Relaxed);
+    if index < 0 || ctx.is_null() {
+        return None;
+    }
+    // SAFETY: the slot holds null or a Hooks owned by the context (caller: ctx is live).
+    unsafe { SSL_CTX_get_ex_data(ctx, index).cast::<Hooks>().as_ref() }
+}
+
+/// The hooks of `ctx`, made on first use; only at configuration time.
+///
+/// # Safety
+/// `ctx` must be a live `SSL_CTX`, not used by any connection yet.
+unsafe fn hooks_mut<'a>(ctx: *mut SSL_CTX) -> Option<&'a mut Hooks> {
+    let index = ctx_index()?;
+    // SAFETY: as in `hooks`.
+    let existing = unsafe { SSL_CTX_get_ex_data(ctx, index) }.cast::<Hooks>();
+    // SAFETY: configuration is single-threaded and no connection uses the context yet, so
+    // nothing else refers to its Hooks.
+    if let Some(hooks) = unsafe { existing.as_mut() } {
+        return Some(hooks);
+    }
+    let hooks = Box::into_raw(Box::new(Hooks {
+        verify: None,
+        get_session: None,
+        server_max_age: None,
+        handshake_max_age: None,
+        installed: false,
+    }));
+    // SAFETY: on failure the box is still ours; on success the context frees it.
+    unsafe {
+        if SSL_CTX_set_ex_data(ctx, index, hooks.cast()) == 0 {
+            drop(Box::from_raw(hooks));
+            return None;
+        }
+        Some(&mut *hooks)
+    }
+}
+
+/// The SSL context of a server configuration, if the server has TLS.
+///
+/// # Safety
+/// `cscf` must be a server configuration of the http block being configured.
+unsafe fn server_ctx(cscf: *const ngx_http_core_srv_conf_t) -> *mut SSL_CTX {
+    // SAFETY: every server's ctx holds a srv_conf slot for ngx_http_ssl_module, a static
+    // module of the nginx the module is built for.
+    unsafe {
+        let Some(cscf) = cscf.as_ref() else {
+            return ptr::null_mut();
+        };
+        let slot = *(*cscf.ctx).srv_conf.add(ngx_http_ssl_module.ctx_index);
+        slot.cast::<ngx_http_ssl_srv_conf_t>()
+            .as_ref()
+            .map_or(ptr::null_mut(), |sscf| sscf.ssl.ctx.cast())
+    }
+}
+
+/// Records a location's `auth_cert_max_age` for its server's context; called while merging.
+///
+/// # Safety
+/// `ctx` must be null or the `SSL_CTX` of the server being merged.
+pub unsafe fn note_max_age(ctx: *mut SSL_CTX, max_age: i64) -> bool {
+    if ctx.is_null() {
+        return true;
+    }
+    // SAFETY: caller.
+    let Some(hooks) = (unsafe { hooks_mut(ctx) }) else {
+        return false;
+    };
+    hooks.server_max_age = age::stricter(hooks.server_max_age, Some(max_age));
+    true
+}
+
+/// Installs the hooks on every server's context and sets each context's handshake limit.
+///
+/// # Safety
+/// Postconfiguration only: `cmcf` is the http block's core main configuration, with its
+/// servers merged.
+pub unsafe fn install(cmcf: &ngx_http_core_main_conf_t) -> bool {
+    // SAFETY: cmcf.servers is an array of server configuration pointers.
+    let servers = unsafe { cmcf.servers.as_slice::<*mut ngx_http_core_srv_conf_t>() };
+    for &cscf in servers {
+        // SAFETY: a server of this configuration.
+        let ctx = unsafe { server_ctx(cscf) };
+        // SAFETY: a context of this configuration, not serving yet.
+        if !ctx.is_null() && !unsafe { install_on(ctx) } {
+            return false;
+        }
+    }
+    // SAFETY: cmcf.ports is null or an array of ngx_http_conf_port_t.
+    let Some(ports) = (unsafe { cmcf.ports.as_ref() }) else {
+        return true;
+    };
+    // SAFETY: as above.
+    for port in unsafe { ports.as_slice::<ngx_http_conf_port_t>() } {
+        // SAFETY: each port's addrs is an array of ngx_http_conf_addr_t.
+        for addr in unsafe { port.addrs.as_slice::<ngx_http_conf_addr_t>() } {
+            // SAFETY: addresses reference servers of this configuration.
+            unsafe { limit_address(addr) };
+        }
+    }
+    true
+}
+
+/// Gives the default server's context of `addr` the smallest limit among its servers.
+///
+/// # Safety
+/// `addr` must be an address of the configuration being finished.
+unsafe fn limit_address(addr: &ngx_http_conf_addr_t) {
+    // SAFETY: caller.
+    let default_ctx = unsafe { server_ctx(addr.default_server) };
+    let mut limit = None;
+    // SAFETY: addr.servers is an array of server configuration pointers.
+    let servers = unsafe { addr.servers.as_slice::<*mut ngx_http_core_srv_conf_t>() };
+    for &cscf in servers.iter().chain([&addr.default_server]) {
+        // SAFETY: servers of this configuration.
+        let ctx = unsafe { server_ctx(cscf) };
+        // SAFETY: as above.
+        if let Some(hooks) = unsafe { hooks(ctx) } {
+            limit = age::stricter(limit, hooks.server_max_age);
+        }
+    }
+    let Some(limit) = limit else {
+        return;
+    };
+    // SAFETY: the context is live and not serving yet.
+    if let Some(hooks) = unsafe { default_ctx.as_mut().and_then(|c| hooks_mut(c)) } {
+        hooks.handshake_max_age = age::stricter(hooks.handshake_max_age, Some(limit));
+        // SAFETY: live context, configuration time.
+        unsafe {
+            // TLS 1.2 sessions keep the time of their full handshake: a context timeout
+            // within the limit bounds them wherever they are kept.
+            let timeout = SSL_CTX_get_timeout(default_ctx);
+            let limit = c_long::try_from(limit).unwrap_or(c_long::MAX);
+            if timeout <= 0 || timeout > limit {
+                SSL_CTX_set_timeout(default_ctx, limit);
+            }
+            // OpenSSL's internal cache (`ssl_session_cache builtin`) answers before any
+            // callback could check a session, and would resume sessions made without a
+            // certificate: with a limit, sessions are resumed from tickets and nginx's shared
+            // cache only, which are checked.
+            let mode = SSL_CTX_ctrl(
+                default_ctx,
+                SSL_CTRL_GET_SESS_CACHE_MODE as c_int,
+                0,
+                ptr::null_mut(),
+            );
+            SSL_CTX_ctrl(
+                default_ctx,
+                SSL_CTRL_SET_SESS_CACHE_MODE as c_int,
+                mode | SSL_SESS_CACHE_NO_INTERNAL_LOOKUP as c_long,
+                ptr::null_mut(),
+            );
+        }
+    }
+}
+
+/// # Safety
+/// `ctx` must be a live context not serving yet.
+unsafe fn install_on(ctx: *mut SSL_CTX) -> bool {
+    // SAFETY: caller.
+    let Some(hooks) = (unsafe { hooks_mut(ctx) }) else {
+        return false;
+    };
+    if hooks.installed {
+        return true;
+    }
+    hooks.installed = true;
+    let arg: *mut Hooks = hooks;
+    // SAFETY: live context at configuration time; the hooks live as long as the context.
+    unsafe {
+        let mode = SSL_CTX_get_verify_mode(ctx);
+        if mode != SSL_VERIFY_NONE as c_int {
+            hooks.verify = SSL_CTX_get_verify_callback(ctx);
+            SSL_CTX_set_verify(ctx, mode, Some(verify));
+        }
+        hooks.get_session = SSL_CTX_sess_get_get_cb(ctx);
+        if hooks.get_session.is_some() {
+            SSL_CTX_sess_set_get_cb(ctx, Some(get_session));
+        }
+        SSL_CTX_set_session_ticket_cb(ctx, Some(generate_ticket), Some(decrypt_ticket), arg.cast())
+            == 1
+    }
+}
+
+/// The authentication time stamped into a session.
+///
+/// # Safety
+/// `session` must be null or a live session.
+unsafe fn stamp_of(session: *mut SSL_SESSION) -> Option<i64> {
+    if session.is_null() {
+        return None;
+    }
+    let mut data: *mut c_void = ptr::null_mut();
+    let mut len = 0usize;
+    // SAFETY: live session; the data stays owned by it.
+    unsafe {
+        if SSL_SESSION_get0_ticket_appdata(session, &mut data, &mut len) != 1 || data.is_null() {
+            return None;
+        }
+        age::decode_stamp(core::slice::from_raw_parts(data.cast::<u8>(), len))
+    }
+}
+
+/// The authentication time of the connection `ssl`.
+///
+/// # Safety
+/// `ssl` must be a live connection whose handshake has completed.
+pub unsafe fn auth_time(ssl: *mut SSL) -> Option<i64> {
+    // SAFETY: caller; the session is owned by the connection.
+    unsafe { stamp_of(SSL_get_session(ssl)) }
+}
+
+/// Wraps nginx's verify callback: a verified leaf certificate stamps the session.
+unsafe extern "C" fn verify(ok: c_int, store: *mut X509_STORE_CTX) -> c_int {
+    // SAFETY: OpenSSL calls this during a handshake with the store of that handshake, whose
+    // ex_data holds its SSL.
+    unsafe {
+        let ssl =
+            X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx()).cast::<SSL>();
+        if ssl.is_null() {
+            return ok;
+        }
+        let result = match hooks(SSL_get_SSL_CTX(ssl)).and_then(|h| h.verify) {
+            Some(nginx_verify) => nginx_verify(ok, store),
+            None => ok,
+        };
+        if ok == 1 && X509_STORE_CTX_get_error_depth(store) == 0 {
+            let session = SSL_get_session(ssl);
+            if !session.is_null() {
+                let stamp = age::encode_stamp(ngx_time());
+                SSL_SESSION_set1_ticket_appdata(session, stamp.as_ptr().cast(), stamp.len());
+            }
+        }
+        result
+    }
+}
+
+/// Refuses to resume a ticket whose authentication is too old or unknown.
+unsafe extern "C" fn decrypt_ticket(
+    _ssl: *mut SSL,
+    session: *mut SSL_SESSION,
+    _key_name: *const c_uchar,
+    _key_name_len: usize,
+    status: SSL_TICKET_STATUS,
+    arg: *mut c_void,
+) -> SSL_TICKET_RETURN {
+    let renew = status == SSL_TICKET_SUCCESS_RENEW as SSL_TICKET_STATUS;
+    if !renew && status != SSL_TICKET_SUCCESS as SSL_TICKET_STATUS {
+        // Empty or undecryptable: a full handshake and a new ticket, as without this hook.
+        // (Never IGNORE: in TLS 1.2 it would fall back to a session cache lookup.)
+        return SSL_TICKET_RETURN_IGNORE_RENEW as SSL_TICKET_RETURN;
+    }
+    // SAFETY: `arg` is the context's Hooks, which live as long as the context.
+    let limit = unsafe { arg.cast::<Hooks>().as_ref() }.and_then(|h| h.handshake_max_age);
+    if let Some(limit) = limit {
+        // SAFETY: OpenSSL passes the decrypted session on success.
+        if age::is_stale(unsafe { stamp_of(session) }, ngx_time(), limit) {
+            return SSL_TICKET_RETURN_IGNORE_RENEW as SSL_TICKET_RETURN;
+        }
+    }
+    if renew {
+        SSL_TICKET_RETURN_USE_RENEW as SSL_TICKET_RETURN
+    } else {
+        SSL_TICKET_RETURN_USE as SSL_TICKET_RETURN
+    }
+}
+
+/// Before a ticket is made (and a TLS 1.3 session is cached): the session may live only as
+/// long as its authentication stays within the handshake limit.
+unsafe extern "C" fn generate_ticket(ssl: *mut SSL, arg: *mut c_void) -> c_int {
+    // SAFETY: `arg` is the context's Hooks; `ssl` is the connection issuing the ticket.
+    unsafe {
+        let Some(limit) = arg
+            .cast::<Hooks>()
+            .as_ref()
+            .and_then(|h| h.handshake_max_age)
+        else {
+            return 1;
+        };
+        let session = SSL_get_session(ssl);
+        if let Some(auth_time) = stamp_of(session) {
+            let left = age::remaining_lifetime(auth_time, SSL_SESSION_get_time(session), limit);
+            let left = c_long::try_from(left).unwrap_or(c_long::MAX);
+            if left < SSL_SESSION_get_timeout(session) {
+                SSL_SESSION_set_timeout(session, left);
+            }
+        }
+    }
+    1
+}
+
+/// Wraps nginx's shared-cache lookup: a session too old for the handshake limit is a miss.
+unsafe extern "C" fn get_session(
+    ssl: *mut SSL,
+    id: *const c_uchar,
+    len: c_int,
+    copy: *mut c_int,
+) -> *mut SSL_SESSION {
+    // SAFETY: OpenSSL calls this during the handshake of `ssl`, before the server name is
+    // known, in the context the connection started with: the one whose Hooks wrap nginx's.
+    unsafe {
+        let Some(hooks) = hooks(SSL_get_SSL_CTX(ssl)) else {
+            return ptr::null_mut();
+        };
+        let Some(nginx_get) = hooks.get_session else {
+            return ptr::null_mut();
+        };
+        let session = nginx_get(ssl, id, len, copy);
+        if session.is_null() {
+            return session;
+        }
+        if let Some(limit) = hooks.handshake_max_age {
+            if age::is_stale(stamp_of(session), ngx_time(), limit) {
+                // With *copy == 0 the reference was handed to us: release it.
+                if !copy.is_null() && *copy == 0 {
+                    SSL_SESSION_free(session);
+                }
+                return ptr::null_mut();
+            }
+        }
+        session
+    }
+}
