@@ -114,7 +114,12 @@ fn token_for(r: &Request, conf: &LocConf, auth: &RequestAuth) -> Option<Issued> 
         auth_time: auth.auth_time,
     };
     let claims = token::claims(settings, &subject, &extra);
-    let (ttl, limit, now) = (settings.ttl(), cert.not_after, ngx_time());
+    // A token outlives neither the certificate nor, with auth_cert_max_age, its authentication.
+    let limit = match (auth.auth_time, conf.settings.max_age()) {
+        (Some(auth_time), Some(max_age)) => cert.not_after.min(auth_time + max_age),
+        _ => cert.not_after,
+    };
+    let (ttl, now) = (settings.ttl(), ngx_time());
     let sign = || token::issue(key, &claims, now, ttl, limit);
     let cache_key = token::cache_key(key, ttl, limit, &claims);
     let issued = with_cache(r, |cache| cache.get_or_issue(cache_key, now, sign))

@@ -89,6 +89,11 @@ http {
             auth_cert_login;
         }
 
+        location = /login-aged {
+            auth_cert_max_age 40s;
+            auth_cert_login;
+        }
+
         location = /login-short {
             auth_cert_token_ttl 6s;
             auth_cert_login;
@@ -178,7 +183,7 @@ my $backend = port(8081);
 $t->run_daemon('python3', "$FindBin::Bin/support/jwt_backend.py", $backend,
 	'http://127.0.0.1:' . port(8080) . '/jwks', 'api');
 
-$t->try_run('no auth_cert tokens')->plan(76);
+$t->try_run('no auth_cert tokens')->plan(78);
 
 $t->waitforsocket("127.0.0.1:$backend") or die "no token backend\n";
 
@@ -277,6 +282,11 @@ is_deeply($c->{amr}, ['hwk', 'x509'], 'claim amr');
 like($c->{jti}, qr/^[A-Za-z0-9_-]{22}$/, 'claim jti: 128 random bits');
 my $x5t = encode_base64url(pack('H*', $pki->fingerprint('uid')));
 is($c->{cnf}{'x5t#S256'}, $x5t, 'claim cnf x5t#S256: SHA-256 of the certificate');
+
+$login = login('/login-aged', cert => 'uid');
+$c = verify($login->{token}, '--jwks', $jwks_url)->{claims} // {};
+is($c->{exp}, $login->{auth_time} + 40, 'exp bound by auth_cert_max_age from auth_time');
+ok($login->{expires_in} <= 40, 'expires_in bound by auth_cert_max_age');
 
 $c = verify(login('/login', cert => 'cac')->{token}, '--jwks', $jwks_url)->{claims} // {};
 is($c->{sub}, 'DOE.JOHN.Q.1234567890', 'smartcard: identity from CN');
