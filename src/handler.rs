@@ -37,7 +37,7 @@ pub struct RequestAuth {
     pub cert: Option<Rc<CertificateInfo>>,
     pub trusted: bool,
     /// The identity, or why the request is not authenticated.
-    pub outcome: Result<String, Reason>,
+    pub outcome: Result<Rc<str>, Reason>,
     /// Unix seconds of the full TLS handshake that verified the client certificate, whatever
     /// resumption or keep-alive happened since; `None` when unknown.
     pub auth_time: Option<i64>,
@@ -49,8 +49,8 @@ pub struct RequestAuth {
     pub age_text: OnceCell<Decimal>,
     /// Where the evaluated credential came from; `None` when there was none.
     pub source: Option<Source>,
-    /// notAfter of a trusted certificate, Unix seconds (`$auth_cert_not_after`).
-    pub not_after: String,
+    /// `$auth_cert_not_after`, formatted on first use.
+    pub not_after_text: OnceCell<Decimal>,
     /// What exactly was wrong, for the log line of a rejection.
     pub detail: Option<String>,
 }
@@ -95,7 +95,8 @@ fn compute(r: &Request, conf: &LocConf) -> RequestAuth {
     };
     let untrusted_header = match forwarded {
         Ok(Forwarded::Evaluated(c)) => {
-            return RequestAuth::new(conf, c.cert, true, c.outcome, Some(c.source), c.detail)
+            let outcome = c.outcome.map(Rc::from);
+            return RequestAuth::new(conf, c.cert, true, outcome, Some(c.source), c.detail);
         }
         Ok(Forwarded::Untrusted) => true,
         Ok(Forwarded::Nothing) => false,
@@ -118,9 +119,13 @@ fn compute(r: &Request, conf: &LocConf) -> RequestAuth {
         Some(PeerCertificate::Absent) => (None, false, Err(Reason::NoCert)),
         Some(PeerCertificate::Unverified(info)) => (info.clone(), false, Err(Reason::Verify)),
         Some(PeerCertificate::Unparseable) => (None, false, Err(Reason::Parse)),
-        Some(PeerCertificate::Verified(info)) => {
-            let outcome = settings.policy.evaluate(info, now).map(str::to_owned);
-            (Some(info.clone()), true, outcome)
+        Some(PeerCertificate::Verified(verified)) => {
+            let outcome = if verified.info.is_valid_at(now) {
+                verified.judge(&settings.policy)
+            } else {
+                Err(Reason::Expired)
+            };
+            (Some(verified.info.clone()), true, outcome)
         }
     };
     let source = match peer {
@@ -142,21 +147,17 @@ impl RequestAuth {
         conf: &LocConf,
         cert: Option<Rc<CertificateInfo>>,
         trusted: bool,
-        outcome: Result<String, Reason>,
+        outcome: Result<Rc<str>, Reason>,
         source: Option<Source>,
         detail: Option<String>,
     ) -> Self {
-        let not_after = cert
-            .as_deref()
-            .filter(|_| trusted)
-            .map_or_else(String::new, |c| c.not_after.to_string());
         RequestAuth {
             conf,
             cert,
             trusted,
             outcome,
             source,
-            not_after,
+            not_after_text: OnceCell::new(),
             detail,
             auth_time: None,
             age: None,

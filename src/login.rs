@@ -4,6 +4,7 @@
 use core::ffi::{c_int, c_long, c_void};
 use core::ptr;
 use core::sync::atomic::{AtomicI32, Ordering};
+use std::rc::Rc;
 
 use ngx::ffi::{
     add_to_ngx_table, ngx_conf_t, ngx_http_add_variable, ngx_http_complex_value_t,
@@ -259,7 +260,10 @@ pub unsafe extern "C" fn login_handler(r: *mut ngx_http_request_t) -> ngx_int_t 
         return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
     };
     let expires_in = issued.expires_at - ngx_time();
-    let (identity, auth_time) = (auth.outcome.clone().unwrap_or_default(), auth.auth_time);
+    let (identity, auth_time) = (
+        auth.outcome.clone().unwrap_or_else(|_| Rc::from("")),
+        auth.auth_time,
+    );
     if !add_header(request, "Cache-Control", "no-store")
         || !add_header(request, "Pragma", "no-cache")
     {
@@ -276,7 +280,7 @@ pub unsafe extern "C" fn login_handler(r: *mut ngx_http_request_t) -> ngx_int_t 
         }
         _ => {
             let body = json!({
-                "identity": identity,
+                "identity": &*identity,
                 "token": issued.token,
                 "expires_in": expires_in,
                 "auth_time": auth_time,

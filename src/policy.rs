@@ -104,6 +104,12 @@ impl Policy {
         if !cert.is_valid_at(now) {
             return Err(Reason::Expired);
         }
+        self.judge(cert)
+    }
+
+    /// Everything [`Policy::evaluate`] checks but the time: the same for every request of a
+    /// connection, so it can be kept with the connection.
+    pub fn judge<'a>(&'a self, cert: &'a CertificateInfo) -> Result<&'a str, Reason> {
         if !self
             .eku
             .iter()

@@ -4,6 +4,7 @@
 //! keep-alive connection and every stream of an HTTP/2 connection shares one parse, and
 //! OpenSSL frees it with the connection.
 
+use core::cell::RefCell;
 use core::ffi::{c_int, c_long, c_void};
 use core::ptr;
 use core::sync::atomic::{AtomicI32, Ordering};
@@ -16,6 +17,8 @@ use ngx::ffi::{
 };
 
 use crate::cert::CertificateInfo;
+use crate::policy::Policy;
+use crate::verdict::Reason;
 
 /// What the connection's handshake established about the client certificate.
 #[derive(Debug)]
@@ -27,7 +30,33 @@ pub enum PeerCertificate {
     Unverified(Option<Rc<CertificateInfo>>),
     /// Verified, but not parseable by this module.
     Unparseable,
-    Verified(Rc<CertificateInfo>),
+    Verified(Verified),
+}
+
+/// A policy's decision on a certificate: the identity, or why it is refused.
+pub type Decision = Result<Rc<str>, Reason>;
+
+/// A verified certificate, with the last policy decision made on it.
+#[derive(Debug)]
+pub struct Verified {
+    pub info: Rc<CertificateInfo>,
+    /// The requests of a connection mostly meet the same location: its policy's decision is
+    /// kept, by the address of the policy (configurations outlive their connections).
+    decision: RefCell<Option<(*const Policy, Decision)>>,
+}
+
+impl Verified {
+    /// `policy.judge` of this certificate, made once per connection and policy.
+    pub fn judge(&self, policy: &Policy) -> Decision {
+        if let Some((judged_by, decision)) = &*self.decision.borrow() {
+            if ptr::eq(*judged_by, policy) {
+                return decision.clone();
+            }
+        }
+        let decision = policy.judge(&self.info).map(Rc::from);
+        *self.decision.borrow_mut() = Some((policy, decision.clone()));
+        decision
+    }
 }
 
 static EX_INDEX: AtomicI32 = AtomicI32::new(-1);
@@ -118,7 +147,10 @@ unsafe fn read_peer(ssl: *mut SSL) -> PeerCertificate {
     // SAFETY: valid `ssl`; the result is the verification outcome of this session.
     let verified = unsafe { SSL_get_verify_result(ssl) } == X509_V_OK as c_long;
     match (verified, info) {
-        (true, Some(info)) => PeerCertificate::Verified(info),
+        (true, Some(info)) => PeerCertificate::Verified(Verified {
+            info,
+            decision: RefCell::new(None),
+        }),
         (true, None) => PeerCertificate::Unparseable,
         (false, info) => PeerCertificate::Unverified(info),
     }

@@ -37,7 +37,11 @@ const VARIABLES: [(&str, Getter); 13] = [
     ("auth_cert_upn", |a| {
         trusted(a).and_then(|c| c.upn()).unwrap_or("")
     }),
-    ("auth_cert_not_after", |a| &a.not_after),
+    ("auth_cert_not_after", |a| {
+        a.not_after_text
+            .get_or_init(|| decimal(trusted(a).map(|c| c.not_after)))
+            .as_str()
+    }),
     ("auth_cert_source", |a| a.source.map_or("", |s| s.as_str())),
     ("auth_cert_auth_time", |a| {
         a.auth_time_text

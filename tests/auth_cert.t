@@ -258,12 +258,16 @@ $r = http(<<EOF, SSL => 1, SSL_cert_file => "$d/uid.crt", SSL_key_file => "$d/ui
 GET /on/ HTTP/1.1
 Host: localhost
 
+GET /cn/ HTTP/1.1
+Host: localhost
+
 GET /optional/ HTTP/1.1
 Host: localhost
 Connection: close
 
 EOF
-is(() = $r =~ /user=jdoe auth=ok/g, 2, 'two requests on one connection');
+like($r, qr/user=jdoe auth=ok.*user=John Doe auth=ok.*user=jdoe auth=ok/s,
+	'one connection, each location its own identity sources');
 
 # log lines
 
