@@ -43,19 +43,26 @@ ensure_rust() {
 # Builds the module (and, the first time, nginx from the bundled source) with cargo profile
 # $1 (dev or release). Sets MODULE_SO and NGINX_BIN.
 build_module() {
-    local profile="${1:-dev}" dir out_dir
-    dir=$([ "$profile" = dev ] && echo debug || echo "$profile")
+    local profile="${1:-dev}" outputs out_dir
     say "building the module and nginx (cargo --profile $profile)"
-    out_dir=$(cargo build --profile "$profile" --message-format=json-render-diagnostics \
+    # The build script's out dir (it records nginx's build dir) and the module, as cargo reports
+    # them (NGINX_BUILD_DIR or CARGO_TARGET_DIR may point elsewhere).
+    outputs=$(cargo build --profile "$profile" --message-format=json-render-diagnostics \
         | python3 -c '
 import json, sys
 for line in sys.stdin:
     msg = json.loads(line)
-    if msg.get("reason") == "build-script-executed" and "ngx-http-auth-cert" in msg["package_id"]:
-        print(msg["out_dir"])')
+    if "ngx-http-auth-cert" not in msg.get("package_id", ""):
+        continue
+    if msg.get("reason") == "build-script-executed":
+        print("out_dir", msg["out_dir"])
+    for name in msg.get("filenames") or []:
+        if name.endswith(".so"):
+            print("module", name)')
+    out_dir=$(echo "$outputs" | sed -n 's/^out_dir //p')
     [ -n "$out_dir" ] || { echo "could not find the build output" >&2; exit 1; }
     NGINX_BIN="$(cat "$out_dir/nginx-build-dir")/nginx"
-    MODULE_SO="$PWD/target/$dir/libngx_http_auth_cert_module.so"
+    MODULE_SO=$(echo "$outputs" | sed -n 's/^module //p')
     [ -x "$NGINX_BIN" ] && [ -f "$MODULE_SO" ] || { echo "build outputs missing" >&2; exit 1; }
     export NGINX_BIN MODULE_SO
 }

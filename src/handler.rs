@@ -8,10 +8,10 @@ use std::rc::Rc;
 use ngx::core::Pool;
 
 use ngx::ffi::{
-    ngx_http_complex_value_t, ngx_http_err_page_t, ngx_http_finalize_request, ngx_http_request_t,
-    ngx_http_send_response, ngx_int_t, ngx_str_t, ngx_time, ngx_uint_t, NGX_DECLINED, NGX_DONE,
-    NGX_ERROR, NGX_HTTP_FORBIDDEN, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_SATISFY_ALL,
-    NGX_LOG_INFO, NGX_OK,
+    add_to_ngx_table, ngx_http_complex_value_t, ngx_http_err_page_t, ngx_http_finalize_request,
+    ngx_http_request_t, ngx_http_send_response, ngx_int_t, ngx_list_push, ngx_str_t,
+    ngx_table_elt_t, ngx_time, ngx_uint_t, NGX_DECLINED, NGX_DONE, NGX_ERROR, NGX_HTTP_FORBIDDEN,
+    NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_SATISFY_ALL, NGX_LOG_INFO, NGX_OK,
 };
 use ngx::http::{HttpModule, HttpModuleLocationConf, NgxHttpCoreModule, Request};
 use ngx::{ngx_log_error, ngx_string};
@@ -316,4 +316,22 @@ fn has_error_page(pages: *mut ngx::ffi::ngx_array_t, code: u16) -> bool {
     unsafe { pages.as_slice::<ngx_http_err_page_t>() }
         .iter()
         .any(|p| p.status == code as ngx_int_t)
+}
+
+/// Adds a response header; `false` when memory runs out.
+pub fn add_response_header(r: &mut Request, key: &str, value: &str) -> bool {
+    let r: *mut ngx_http_request_t = r.into();
+    // SAFETY: `r` is a valid request; a pushed list element is ours to fill, from its pool.
+    unsafe {
+        let header = ngx_list_push(&mut (*r).headers_out.headers).cast::<ngx_table_elt_t>();
+        if add_to_ngx_table(header, (*r).pool, key, value).is_none() {
+            return false;
+        }
+        // Since nginx 1.23, headers of one name are chained; this one stands alone.
+        #[cfg(ngx_table_elt_next)]
+        {
+            (*header).next = ptr::null_mut();
+        }
+    }
+    true
 }

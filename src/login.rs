@@ -7,12 +7,11 @@ use core::sync::atomic::{AtomicI32, Ordering};
 use std::rc::Rc;
 
 use ngx::ffi::{
-    add_to_ngx_table, ngx_conf_t, ngx_http_add_variable, ngx_http_complex_value_t,
-    ngx_http_request_t, ngx_http_send_response, ngx_int_t, ngx_list_push, ngx_str_t,
-    ngx_table_elt_t, ngx_time, ngx_uint_t, ngx_variable_value_t, CRYPTO_get_ex_new_index,
-    SSL_get_ex_data, SSL_set_ex_data, CRYPTO_EX_DATA, CRYPTO_EX_INDEX_SSL, NGX_ERROR,
-    NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_MOVED_TEMPORARILY, NGX_HTTP_NOT_ALLOWED, NGX_HTTP_OK,
-    NGX_HTTP_VAR_NOCACHEABLE, NGX_LOG_ERR, NGX_OK, SSL,
+    ngx_conf_t, ngx_http_add_variable, ngx_http_complex_value_t, ngx_http_request_t,
+    ngx_http_send_response, ngx_int_t, ngx_str_t, ngx_time, ngx_uint_t, ngx_variable_value_t,
+    CRYPTO_get_ex_new_index, SSL_get_ex_data, SSL_set_ex_data, CRYPTO_EX_DATA, CRYPTO_EX_INDEX_SSL,
+    NGX_ERROR, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_MOVED_TEMPORARILY, NGX_HTTP_NOT_ALLOWED,
+    NGX_HTTP_OK, NGX_HTTP_VAR_NOCACHEABLE, NGX_LOG_ERR, NGX_OK, SSL,
 };
 use ngx::http::{HttpModuleLocationConf, Method, Request};
 use ngx::{ngx_log_error, ngx_string};
@@ -200,20 +199,6 @@ fn copy_to_pool(r: &Request, text: &str) -> Option<ngx_str_t> {
     })
 }
 
-/// Adds a response header.
-fn add_header(r: &mut Request, key: &str, value: &str) -> bool {
-    let r: *mut ngx_http_request_t = r.into();
-    // SAFETY: `r` is a valid request; a pushed list element is ours to fill, from its pool.
-    unsafe {
-        let header = ngx_list_push(&mut (*r).headers_out.headers).cast::<ngx_table_elt_t>();
-        if add_to_ngx_table(header, (*r).pool, key, value).is_none() {
-            return false;
-        }
-        (*header).next = ptr::null_mut();
-    }
-    true
-}
-
 /// Sends `value` as the body (or, for a redirect, as the location) with `status`; returns what
 /// the content handler returns.
 fn send(r: &mut Request, status: u32, content_type: Option<ngx_str_t>, value: &str) -> ngx_int_t {
@@ -264,8 +249,8 @@ pub unsafe extern "C" fn login_handler(r: *mut ngx_http_request_t) -> ngx_int_t 
         auth.outcome.clone().unwrap_or_else(|_| Rc::from("")),
         auth.auth_time,
     );
-    if !add_header(request, "Cache-Control", "no-store")
-        || !add_header(request, "Pragma", "no-cache")
+    if !handler::add_response_header(request, "Cache-Control", "no-store")
+        || !handler::add_response_header(request, "Pragma", "no-cache")
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
     }
@@ -307,7 +292,7 @@ pub unsafe extern "C" fn jwks_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
         return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
     };
     let body = conf.settings.token.jwks_document();
-    if !add_header(
+    if !handler::add_response_header(
         request,
         "Cache-Control",
         &format!("public, max-age={JWKS_MAX_AGE}"),

@@ -18,10 +18,12 @@ use core::ptr;
 use ngx::ffi::{
     ngx_delete_posted_event, ngx_event_t, ngx_http_complex_value_t, ngx_http_finalize_request,
     ngx_http_request_t, ngx_http_run_posted_requests, ngx_http_send_response, ngx_int_t,
-    ngx_list_push, ngx_pcalloc, ngx_pool_cleanup_add, ngx_post_event, ngx_posted_events,
-    ngx_table_elt_t, ngx_uint_t, NGX_DONE, NGX_ERROR, NGX_HTTP_TEMPORARY_REDIRECT,
+    ngx_pcalloc, ngx_pool_cleanup_add, ngx_post_event, ngx_posted_events, ngx_uint_t, NGX_DONE,
+    NGX_ERROR, NGX_HTTP_TEMPORARY_REDIRECT,
 };
-use ngx::ngx_string;
+use ngx::http::Request;
+
+use crate::handler;
 
 /// Answers a stale request with a redirect to itself and the end of its connection.
 ///
@@ -94,16 +96,13 @@ unsafe fn send(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: caller. The unparsed URI lives in the request; the header filter makes the
     // Location absolute with the request's scheme and host, as for nginx's own redirects.
     unsafe {
-        let Some(cache_control) = ngx_list_push(&mut (*r).headers_out.headers)
-            .cast::<ngx_table_elt_t>()
-            .as_mut()
-        else {
+        if !handler::add_response_header(
+            Request::from_ngx_http_request(r),
+            "Cache-Control",
+            "no-store",
+        ) {
             return NGX_ERROR as ngx_int_t;
-        };
-        cache_control.hash = 1;
-        cache_control.next = ptr::null_mut();
-        cache_control.key = ngx_string!("Cache-Control");
-        cache_control.value = ngx_string!("no-store");
+        }
 
         let mut value: ngx_http_complex_value_t = mem::zeroed();
         value.value = (*r).unparsed_uri;

@@ -53,9 +53,9 @@ http {
     proxy_set_header X-Age "reused=$ssl_session_reused auth_time=$auth_cert_auth_time status=$auth_cert_status";
 
     server {
-        listen       127.0.0.1:8443 ssl;
+        # The listen parameter, not "http2 on": also nginx before 1.25.1.
+        listen       127.0.0.1:8443 ssl http2;
         server_name  localhost;
-        http2        on;
 
         access_log %%TESTDIR%%/access.log age;
 

@@ -57,10 +57,10 @@ http {
     auth_cert_token_audience api;
 
     server {
-        listen       127.0.0.1:8443 ssl;
+        # The listen parameter, not "http2 on": also nginx before 1.25.1.
+        listen       127.0.0.1:8443 ssl http2;
         server_name  localhost;
 
-        http2 on;
         ssl_verify_client optional;
 
         location = /login {

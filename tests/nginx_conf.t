@@ -78,8 +78,14 @@ for my $conf (@confs) {
 	my %files = map { $_ => 1 } $text =~ m!\bcerts/([A-Za-z0-9._-]+)!g;
 	placeholder($prefix, $_) for sort keys %files;
 
-	my $output = `$Test::Nginx::NGINX -t -p $prefix/ -c $name.conf -g '$globals' 2>&1`;
-	is($? == 0 ? '' : $output, '', "nginx -t nginx-conf/$name.conf");
+	SKIP: {
+		my ($needs) = $text =~ /^# Needs nginx ([0-9.]*[0-9]) or newer/m;
+		skip("nginx-conf/$name.conf needs nginx $needs", 1)
+			if $needs && !$t->has_version($needs);
+
+		my $output = `$Test::Nginx::NGINX -t -p $prefix/ -c $name.conf -g '$globals' 2>&1`;
+		is($? == 0 ? '' : $output, '', "nginx -t nginx-conf/$name.conf");
+	}
 }
 
 ###############################################################################
