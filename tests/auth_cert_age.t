@@ -281,6 +281,7 @@ sub request {
 	my $r = '';
 	eval {
 		local $SIG{ALRM} = sub { die "timeout\n" };
+		local $SIG{PIPE} = "IGNORE";
 		alarm(5);
 		print $s "GET $uri HTTP/1.1\r\nHost: localhost\r\n\r\n";
 		while ($r !~ /\x0d\x0a\x0d\x0a/) {
@@ -304,6 +305,7 @@ sub closed {
 	my $buf = '';
 	my $n = eval {
 		local $SIG{ALRM} = sub { die "timeout\n" };
+		local $SIG{PIPE} = "IGNORE";
 		alarm(3);
 		my $n = $s->sysread($buf, 1);
 		alarm(0);

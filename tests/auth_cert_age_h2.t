@@ -47,6 +47,7 @@ http {
     ssl_certificate server.crt;
     ssl_certificate_key server.key;
     ssl_client_certificate ca.crt;
+    ssl_protocols TLSv1.2 TLSv1.3;
     ssl_verify_client optional;
     ssl_session_ticket_key ticket.key;
 

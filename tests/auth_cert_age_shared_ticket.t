@@ -182,6 +182,7 @@ sub get {
 	my $r = '';
 	eval {
 		local $SIG{ALRM} = sub { die "timeout\n" };
+		local $SIG{PIPE} = "IGNORE";
 		alarm(5);
 		print $s "GET / HTTP/1.0\r\nHost: localhost\r\n\r\n";
 		while ($s->sysread($r, 4096, length $r)) {}

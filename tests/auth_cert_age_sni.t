@@ -43,6 +43,7 @@ http {
     ssl_certificate server.crt;
     ssl_certificate_key server.key;
     ssl_client_certificate ca.crt;
+    ssl_protocols TLSv1.2 TLSv1.3;
     ssl_verify_client optional;
     ssl_session_cache shared:SSL:1m;
     ssl_session_ticket_key ticket.key;
@@ -138,6 +139,7 @@ sub get {
 	my $r = '';
 	eval {
 		local $SIG{ALRM} = sub { die "timeout\n" };
+		local $SIG{PIPE} = "IGNORE";
 		alarm(5);
 		print $s "GET $uri HTTP/1.0\r\nHost: $host\r\n\r\n";
 		while ($s->sysread($r, 4096, length $r)) {}
