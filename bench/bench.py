@@ -678,64 +678,71 @@ def raise_nofile():
 
 
 def measure_callgrind(bench: Bench, configs, cpu):
-    """Instructions per request under callgrind: nginx runs as one process; a client makes one
-    keep-alive connection and warms it up; the counters are zeroed, N requests are sent, the
-    counters are dumped. Handshake, start-up and shutdown are outside the window."""
-    n = bench.args.callgrind_requests
+    """Instructions under callgrind, nginx running as one process: per request on one
+    keep-alive connection, and per connection (full handshake and one request). A client
+    warms up, the counters are zeroed, N requests or connections are made, the counters are
+    dumped: start-up and shutdown stay outside the window."""
     results = []
-    for config in configs:
-        out = bench.work / "callgrind" / f"{config.name}.out"
-        out.parent.mkdir(exist_ok=True)
-        for old in out.parent.glob(f"{config.name}.out*"):
-            old.unlink()
-        conf = nginx_conf(bench.available, bench.ports, cpu, single_process=True)
-        (bench.work / "callgrind.conf").write_text(conf)
-        proc = subprocess.Popen(
-            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-             *bench.nginx.cmd("callgrind.conf")],
-            stdout=subprocess.DEVNULL, stderr=open(bench.work / "logs" / "valgrind.log", "w"))
-        client = None
-        try:
-            wait_port(bench.ports.full, timeout=120)
-            client = subprocess.Popen(
-                [sys.executable, str(HERE / "client.py"), "serial", str(n), "127.0.0.1",
-                 str(bench.ports.full), f"/{config.name}", str(bench.pki / "ca.crt"),
-                 str(bench.pki / "client.crt"), str(bench.pki / "client.key")],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-            if client.stdout.readline().strip() != "warm":
-                raise BenchError(f"callgrind client for /{config.name} failed")
-            run(["callgrind_control", "--zero", str(proc.pid)])
-            client.stdin.write("go\n")
-            client.stdin.flush()
-            if client.stdout.readline().strip() != "done":
-                raise BenchError(f"callgrind client for /{config.name} failed")
-            run(["callgrind_control", "--dump", str(proc.pid)])
-            client.stdin.close()
-            client.wait(timeout=60)
-        finally:
-            if client and client.poll() is None:
-                client.kill()
-            proc.send_signal(signal.SIGQUIT)
-            try:
-                proc.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        dumps = sorted(out.parent.glob(f"{config.name}.out.*"))
-        if not dumps:
-            raise BenchError(f"callgrind wrote no dump for /{config.name}")
-        totals = re.search(r"^(?:summary|totals): (\d+)", dumps[0].read_text(), re.M)
-        per_request = int(totals.group(1)) / n
-        print(f"  {config.name:13} {per_request:10.0f} instructions per request "
-              f"({n} requests on one keep-alive connection)", flush=True)
-        results.append({"config": config.name, "requests": n,
-                        "instructions": int(totals.group(1)),
-                        "instructions_per_request": per_request,
-                        "profile": str(dumps[0].relative_to(ROOT))
-                        if dumps[0].is_relative_to(ROOT) else str(dumps[0])})
+    for kind, mode, n in (("request", "serial", bench.args.callgrind_requests),
+                          ("connection", "connections", bench.args.callgrind_connections)):
+        for config in configs:
+            results.append(callgrind_one(bench, config, cpu, kind, mode, n))
     return results
 
 
+def callgrind_one(bench: Bench, config: Config, cpu, kind, mode, n):
+    out = bench.work / "callgrind" / f"{config.name}-{kind}.out"
+    out.parent.mkdir(exist_ok=True)
+    for old in out.parent.glob(f"{out.name}*"):
+        old.unlink()
+    conf = nginx_conf(bench.available, bench.ports, cpu, single_process=True)
+    (bench.work / "callgrind.conf").write_text(conf)
+    proc = subprocess.Popen(
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+         *bench.nginx.cmd("callgrind.conf")],
+        stdout=subprocess.DEVNULL, stderr=open(bench.work / "logs" / "valgrind.log", "w"))
+    client = None
+    try:
+        wait_port(bench.ports.full, timeout=120)
+        client = subprocess.Popen(
+            [sys.executable, str(HERE / "client.py"), mode, str(n), "127.0.0.1",
+             str(bench.ports.full), f"/{config.name}", str(bench.pki / "ca.crt"),
+             str(bench.pki / "client.crt"), str(bench.pki / "client.key")],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        if client.stdout.readline().strip() != "warm":
+            raise BenchError(f"callgrind client for /{config.name} failed")
+        run(["callgrind_control", "--zero", str(proc.pid)])
+        client.stdin.write("go\n")
+        client.stdin.flush()
+        if client.stdout.readline().strip() != "done":
+            raise BenchError(f"callgrind client for /{config.name} failed")
+        run(["callgrind_control", "--dump", str(proc.pid)])
+        client.stdin.close()
+        client.wait(timeout=60)
+    finally:
+        if client and client.poll() is None:
+            client.kill()
+        proc.send_signal(signal.SIGQUIT)
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    dumps = sorted(out.parent.glob(f"{out.name}.*"))
+    if not dumps:
+        raise BenchError(f"callgrind wrote no dump for /{config.name}")
+    total = int(re.search(r"^(?:summary|totals): (\d+)", dumps[0].read_text(), re.M).group(1))
+    print(f"  {config.name:13} {total / n:10.0f} instructions per {kind} "
+          f"({n} {kind}s)", flush=True)
+    return {"config": config.name, "kind": kind, "count": n, "instructions": total,
+            "instructions_per": total / n,
+            "profile": str(dumps[0].relative_to(ROOT))}
+
+
 # ---------------------------------------------------------------------------------------------
+
+
+def openssl_versions(built_with, runtime):
+    return built_with if built_with == runtime else f"built with {built_with}, runs {runtime}"
 
 
 def machine_info(loader, nginx_bin, login):
@@ -755,8 +762,8 @@ def machine_info(loader, nginx_bin, login):
         "os": platform.freedesktop_os_release().get("PRETTY_NAME", "") if hasattr(
             platform, "freedesktop_os_release") else "",
         "nginx": version.group(1) if version else "unknown",
-        "openssl": (built_with.group(1) if built_with else "") + " (runtime: "
-        + openssl_run.stdout.strip() + ")",
+        "openssl": openssl_versions(built_with.group(1) if built_with else "",
+                                    openssl_run.stdout.split(" (Library")[0].strip()),
         "load_generator": loader.version(),
         "login_service": login,
         "loadavg_start": os.getloadavg(),
@@ -787,6 +794,7 @@ def summarize(data):
             ratios = [r["rps"] / r["reference_rps"] for r in ok if r.get("reference_rps")]
             if ratios:
                 row["ratio"] = statistics.median(ratios)
+                row["ratio_range"] = [min(ratios), max(ratios)]
                 row["ratio_to"] = reference
             target = LOGIN_TARGET if config == "login_module" else \
                 TARGETS.get(scenario, {}).get(config)
@@ -820,12 +828,15 @@ def summarize(data):
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smoke test: short runs, 1 round")
-    parser.add_argument("--duration", type=float, help="seconds per run (default 10, quick 1)")
+    parser.add_argument("--duration", type=float, help="seconds per run (default 8, quick 1)")
     parser.add_argument("--rounds", type=int, help="rounds (default 3, quick 1)")
-    parser.add_argument("--client", choices=["oha", "curl"], default="oha")
-    parser.add_argument("--connections", type=int, help="idle connections for the memory test")
-    parser.add_argument("--memory-rounds", type=int)
-    parser.add_argument("--callgrind-requests", type=int)
+    parser.add_argument("--client", choices=["oha", "curl"], default="oha",
+                        help="load generator; curl is a slow stand-in for smoke tests")
+    parser.add_argument("--connections", type=int,
+                        help="idle connections for the memory test (default 1000, quick 100)")
+    parser.add_argument("--memory-rounds", type=int, help="default 2, quick 1")
+    parser.add_argument("--callgrind-requests", type=int, help="default 2000, quick 200")
+    parser.add_argument("--callgrind-connections", type=int, help="default 200, quick 20")
     parser.add_argument("--skip", action="append", default=[],
                         choices=["throughput", "login", "memory", "callgrind"])
     parser.add_argument("--only", action="append", default=[],
@@ -850,6 +861,7 @@ def main():
     args.connections = args.connections or (100 if quick else 1000)
     args.memory_rounds = args.memory_rounds or (1 if quick else 2)
     args.callgrind_requests = args.callgrind_requests or (200 if quick else 2000)
+    args.callgrind_connections = args.callgrind_connections or (20 if quick else 200)
     write_docs = (args.docs or not quick) and not args.no_docs
 
     cpus = sorted(os.sched_getaffinity(0))
@@ -893,7 +905,8 @@ def main():
                 and config not in LOGIN_CONFIGS:
             continue
         error = nginx.test(nginx_conf([config], ports, server_cpu), config.name)
-        data["configs"][config.name] = {"title": config.title, "directives": config.directives,
+        data["configs"][config.name] = {"title": config.title,
+                                        "directives": config.directives.format(login_port="…"),
                                         "available": error is None, "error": error}
         if error:
             warn(f"{config.name}: NOT AVAILABLE in this build: {error}")
@@ -947,7 +960,7 @@ def main():
             cg_configs = [c for c in plain if c.name in ("baseline", "plain", "identity",
                                                          "identity_age",
                                                          "policy", "token_es256")]
-            say(f"callgrind: instructions per request ({args.callgrind_requests} requests)")
+            say("callgrind: instructions per keep-alive request and per new connection")
             data["callgrind"] = measure_callgrind(bench, cg_configs, server_cpu)
     finally:
         nginx.stop()

@@ -6,6 +6,9 @@
   client.py serial N HOST PORT PATH CA CERT KEY
       one connection: a few warm-up requests, prints "warm", waits for a line on stdin, sends
       N requests one after the other, prints "done".
+  client.py connections N HOST PORT PATH CA CERT KEY
+      the same with N connections one after the other, one request each (full handshakes:
+      this client never resumes a session).
 Every response must be 200, else the client exits with status 1 and says why.
 """
 
@@ -66,6 +69,17 @@ def main():
         sys.stdin.readline()
         for _ in range(count):
             buffer = request(conn, host, path, buffer)
+        print("done", flush=True)
+        sys.stdin.read()
+    elif mode == "connections":
+        for _ in range(5):
+            with connect(host, port, context) as conn:
+                request(conn, host, path, b"")
+        print("warm", flush=True)
+        sys.stdin.readline()
+        for _ in range(count):
+            with connect(host, port, context) as conn:
+                request(conn, host, path, b"")
         print("done", flush=True)
         sys.stdin.read()
     else:

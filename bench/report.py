@@ -34,6 +34,10 @@ def table_lines(data, markdown):
         ratio = r.get("ratio")
         ratio_text = fmt(ratio, ".3f") if r["config"] not in LOGIN else fmt(ratio, ".1f") + "×" \
             if ratio is not None else "–"
+        low, high = r.get("ratio_range") or (None, None)
+        if low is not None and high > low:
+            spec = ".2f" if r["config"] not in LOGIN else ".1f"
+            ratio_text += f" ({low:{spec}}–{high:{spec}})"
         target = r.get("target")
         target_text = "" if target is None else (f"≥ {target:g}×" if r["config"] in LOGIN
                                                  else f"≥ {target:g}")
@@ -55,7 +59,7 @@ def table_lines(data, markdown):
         lines.append("|" + "|".join("---:" if i in (2, 3, 4, 5) else "---"
                                     for i in range(len(head))) + "|")
         for row in rows:
-            cells = [escape(str(c)).replace("|", "\\|") for c in row]
+            cells = [escape(str(c), quote=False).replace("|", "\\|") for c in row]
             if cells[1] != "baseline" and cells[1] != "login_python":
                 cells[1] = f"`{cells[1]}`"
             lines.append("| " + " | ".join(cells) + " |")
@@ -80,15 +84,22 @@ def memory_lines(data, markdown):
 
 
 def callgrind_lines(data, markdown):
+    per = {}
+    for c in data.get("callgrind") or []:
+        per.setdefault(c["config"], {})[c["kind"]] = c["instructions_per"]
     rows = []
-    entries = data.get("callgrind") or []
-    per = {c["config"]: c["instructions_per_request"] for c in entries}
-    for c in entries:
-        value = c["instructions_per_request"]
-        added = [fmt(value - per[ref], "+,.0f", "") if ref in per and c["config"] != ref else ""
-                 for ref in ("baseline", "plain")]
-        rows.append([c["config"], fmt(value, ",.0f"), *added])
-    head = ["configuration", "instructions per request", "vs baseline", "vs plain"]
+    for config, kinds in per.items():
+        row = [config]
+        for kind in ("request", "connection"):
+            value = kinds.get(kind)
+            row.append(fmt(value, ",.0f"))
+            for ref in ("baseline", "plain"):
+                ref_value = per.get(ref, {}).get(kind)
+                row.append(fmt(value - ref_value, "+,.0f", "") if value is not None
+                           and ref_value is not None and config != ref else "")
+        rows.append(row)
+    head = ["configuration", "per keep-alive request", "vs baseline", "vs plain",
+            "per new connection", "vs baseline", "vs plain"]
     return simple_table(head, rows, markdown)
 
 
@@ -108,14 +119,14 @@ def simple_table(head, rows, markdown):
 def print_table(data):
     print()
     print(f"Throughput ({data['settings']['client']}, {data['settings']['duration_s']:g} s x "
-          f"{data['settings']['rounds']} rounds; medians; ratio to baseline of the same round, "
+          f"{data['settings']['rounds']} rounds; medians; ratio to the baseline runs around each run, "
           "login_module to login_python):")
     for line in table_lines(data, markdown=False):
         print("  " + line)
     print("\nMemory (nginx worker RSS):")
     for line in memory_lines(data, markdown=False):
         print("  " + line)
-    print("\nInstructions per request (callgrind, keep-alive):")
+    print("\nInstructions (callgrind; a new connection = full handshake + one request):")
     for line in callgrind_lines(data, markdown=False):
         print("  " + line)
     print()
@@ -188,10 +199,17 @@ METHOD = """\
   answers the same JSON.
 - **Memory**: worker RSS (`VmRSS`) of a fresh nginx before and after {connections} idle
   keep-alive connections, each with a client certificate and one request (`bench/client.py`).
-- **Instructions per request**: nginx as a single process under `valgrind --tool=callgrind`;
-  one keep-alive connection is warmed up, the counters are zeroed, {cg_requests} requests are
-  sent and the counters dumped, so start-up, handshake and shutdown stay outside.
+- **Instructions**: nginx as a single process under `valgrind --tool=callgrind`, counting
+  instructions executed by nginx, OpenSSL and the module, free of timing noise. Per
+  keep-alive request: one connection is warmed up, the counters are zeroed, {cg_requests}
+  requests are sent on it and the counters dumped. Per new connection: the same with
+  {cg_connections} connections made one after the other, each a full handshake (the client
+  never resumes) and one request.
 """
+
+
+def cg_count(data, kind):
+    return next((c["count"] for c in data.get("callgrind") or [] if c["kind"] == kind), "N")
 
 
 def write_docs(data, docs: Path, json_name):
@@ -227,8 +245,9 @@ def write_docs(data, docs: Path, json_name):
         "",
         *table_lines(data, markdown=True),
         "",
-        "`ratio` is to `baseline` in the same round (for `login_module`: to `login_python`). "
-        "Configurations:",
+        "`ratio` is the median over rounds of the ratio to the `baseline` runs just before and "
+        "after (for `login_module`: to `login_python`), with the range over rounds in "
+        "parentheses. Configurations:",
         "",
     ]
     for name, c in data["configs"].items():
@@ -236,7 +255,7 @@ def write_docs(data, docs: Path, json_name):
         state = "" if c["available"] else f" — **not available in this build**: {c['error']}"
         lines.append(f"- `{name}`: {c['title']}: `{directives}`{state}")
     lines += ["", "## Memory", "", *memory_lines(data, markdown=True), "",
-              "## Instructions per request", "", *callgrind_lines(data, markdown=True), ""]
+              "## Instructions (callgrind)", "", *callgrind_lines(data, markdown=True), ""]
     notes = Path(__file__).with_name("NOTES.md")
     if notes.exists():
         lines += ["## Notes", "", notes.read_text().strip(), ""]
@@ -245,6 +264,6 @@ def write_docs(data, docs: Path, json_name):
     lines.append(METHOD.format(nginx=m["nginx"], server_cpu=s["server_cpu"],
                                client_cpu=s["client_cpu"], login_workers=s["login_workers"],
                                connections=s["idle_connections"],
-                               cg_requests=(data.get("callgrind") or [{}])[0].get("requests",
-                                                                                  "N")))
+                               cg_requests=cg_count(data, "request"),
+                               cg_connections=cg_count(data, "connection")))
     (docs / "benchmarks.md").write_text("\n".join(lines))
