@@ -139,9 +139,12 @@ def run(cmd, **kw):
     return subprocess.run(cmd, check=True, text=True, capture_output=True, **kw)
 
 
-def wait_port(port, timeout=30.0):
+def wait_port(port, timeout=30.0, alive=None):
+    """Waits until `port` accepts connections (and process `alive`, if given, still runs)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if alive is not None and alive.poll() is not None:
+            raise BenchError(f"the server exited ({alive.returncode}) before listening")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
             return
@@ -634,41 +637,49 @@ class Bench:
 def measure_memory(bench: Bench, configs, cpu):
     """Worker RSS before and after opening N idle keep-alive client-certificate connections
     (one request each), on a fresh nginx for every measurement."""
-    n = bench.args.connections
     results = []
     for round_no in range(1, bench.args.memory_rounds + 1):
         order = configs if round_no % 2 else list(reversed(configs))
         for config in order:
-            worker = bench.nginx.start(nginx_conf(bench.available, bench.ports, cpu))
             try:
-                for _ in range(3):
-                    curl(bench.pki, f"https://127.0.0.1:{bench.ports.full}/{config.name}")
-                time.sleep(0.3)
-                before = rss_bytes(worker)
-                client = subprocess.Popen(
-                    [sys.executable, str(HERE / "client.py"), "idle", str(n), "127.0.0.1",
-                     str(bench.ports.full), f"/{config.name}", str(bench.pki / "ca.crt"),
-                     str(bench.pki / "client.crt"), str(bench.pki / "client.key")],
-                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                    preexec_fn=raise_nofile)
-                line = client.stdout.readline().strip()
-                if line != "ready":
-                    client.kill()
-                    raise BenchError(f"idle client for /{config.name} failed")
-                time.sleep(0.5)
-                after = rss_bytes(worker)
-                client.stdin.close()
-                client.wait(timeout=60)
-            finally:
-                bench.nginx.stop()
-            per_conn = (after - before) / n
-            print(f"  round {round_no} {config.name:13} RSS {before / 1024:8.0f} KiB -> "
-                  f"{after / 1024:8.0f} KiB with {n} idle connections: "
-                  f"{per_conn:7.0f} bytes per connection", flush=True)
-            results.append({"config": config.name, "round": round_no, "connections": n,
-                            "rss_before": before, "rss_after": after,
-                            "bytes_per_connection": per_conn})
+                results.append(memory_one(bench, config, cpu, round_no))
+            except (BenchError, subprocess.CalledProcessError, OSError) as e:
+                warn(f"memory {config.name} round {round_no} FAILED: {e}")
+                bench.failures.append(f"memory {config.name} round {round_no}: {e}")
     return results
+
+
+def memory_one(bench: Bench, config: Config, cpu, round_no):
+    n = bench.args.connections
+    worker = bench.nginx.start(nginx_conf(bench.available, bench.ports, cpu))
+    client = None
+    try:
+        for _ in range(3):
+            curl(bench.pki, f"https://127.0.0.1:{bench.ports.full}/{config.name}")
+        time.sleep(0.3)
+        before = rss_bytes(worker)
+        client = subprocess.Popen(
+            [sys.executable, str(HERE / "client.py"), "idle", str(n), "127.0.0.1",
+             str(bench.ports.full), f"/{config.name}", str(bench.pki / "ca.crt"),
+             str(bench.pki / "client.crt"), str(bench.pki / "client.key")],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            preexec_fn=raise_nofile)
+        if client.stdout.readline().strip() != "ready":
+            raise BenchError(f"idle client for /{config.name} failed")
+        time.sleep(0.5)
+        after = rss_bytes(worker)
+        client.stdin.close()
+        client.wait(timeout=60)
+    finally:
+        if client and client.poll() is None:
+            client.kill()
+        bench.nginx.stop()
+    per_conn = (after - before) / n
+    print(f"  round {round_no} {config.name:13} RSS {before / 1024:8.0f} KiB -> "
+          f"{after / 1024:8.0f} KiB with {n} idle connections: "
+          f"{per_conn:7.0f} bytes per connection", flush=True)
+    return {"config": config.name, "round": round_no, "connections": n,
+            "rss_before": before, "rss_after": after, "bytes_per_connection": per_conn}
 
 
 def raise_nofile():
@@ -686,7 +697,11 @@ def measure_callgrind(bench: Bench, configs, cpu):
     for kind, mode, n in (("request", "serial", bench.args.callgrind_requests),
                           ("connection", "connections", bench.args.callgrind_connections)):
         for config in configs:
-            results.append(callgrind_one(bench, config, cpu, kind, mode, n))
+            try:
+                results.append(callgrind_one(bench, config, cpu, kind, mode, n))
+            except (BenchError, subprocess.CalledProcessError) as e:
+                warn(f"callgrind {config.name} per {kind} FAILED: {e}")
+                bench.failures.append(f"callgrind {config.name} per {kind}: {e}")
     return results
 
 
@@ -703,7 +718,7 @@ def callgrind_one(bench: Bench, config: Config, cpu, kind, mode, n):
         stdout=subprocess.DEVNULL, stderr=open(bench.work / "logs" / "valgrind.log", "w"))
     client = None
     try:
-        wait_port(bench.ports.full, timeout=120)
+        wait_port(bench.ports.full, timeout=300, alive=proc)
         client = subprocess.Popen(
             [sys.executable, str(HERE / "client.py"), mode, str(n), "127.0.0.1",
              str(bench.ports.full), f"/{config.name}", str(bench.pki / "ca.crt"),
