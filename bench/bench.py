@@ -715,7 +715,8 @@ def callgrind_one(bench: Bench, config: Config, cpu, kind, mode, n):
     proc = subprocess.Popen(
         ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
          *bench.nginx.cmd("callgrind.conf")],
-        stdout=subprocess.DEVNULL, stderr=open(bench.work / "logs" / "valgrind.log", "w"))
+        stdout=subprocess.DEVNULL,
+        stderr=open(bench.work / "logs" / f"valgrind-{config.name}-{kind}.log", "w"))
     client = None
     try:
         wait_port(bench.ports.full, timeout=300, alive=proc)
@@ -737,11 +738,15 @@ def callgrind_one(bench: Bench, config: Config, cpu, kind, mode, n):
     finally:
         if client and client.poll() is None:
             client.kill()
-        proc.send_signal(signal.SIGQUIT)
+        # The counters are dumped already: stop at once, and for good before the next start,
+        # which needs the port.
+        proc.terminate()
         try:
-            proc.wait(timeout=120)
+            proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
+            warn("nginx under valgrind ignored SIGTERM for 60 s: killing it")
             proc.kill()
+            proc.wait()
     dumps = sorted(out.parent.glob(f"{out.name}.*"))
     if not dumps:
         raise BenchError(f"callgrind wrote no dump for /{config.name}")
