@@ -742,9 +742,9 @@ def callgrind_one(bench: Bench, config: Config, cpu, kind, mode, n):
         # which needs the port.
         proc.terminate()
         try:
-            proc.wait(timeout=60)
+            proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            warn("nginx under valgrind ignored SIGTERM for 60 s: killing it")
+            warn("nginx under valgrind ignored SIGTERM for 15 s: killing it")
             proc.kill()
             proc.wait()
     dumps = sorted(out.parent.glob(f"{out.name}.*"))
@@ -977,9 +977,7 @@ def main():
             say(f"memory: worker RSS with {args.connections} idle keep-alive connections")
             data["memory"] = measure_memory(bench, mem_configs, server_cpu)
         if "callgrind" not in args.skip:
-            cg_configs = [c for c in plain if c.name in ("baseline", "plain", "identity",
-                                                         "identity_age",
-                                                         "policy", "token_es256")]
+            cg_configs = plain
             say("callgrind: instructions per keep-alive request and per new connection")
             data["callgrind"] = measure_callgrind(bench, cg_configs, server_cpu)
     finally:
