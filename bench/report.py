@@ -1,0 +1,269 @@
+"""The table, the results page (docs/benchmarks.md) and its chart, from a run's JSON."""
+
+from html import escape
+from pathlib import Path
+
+LOGIN = ("login_python", "login_module")
+
+
+def fmt(value, spec, missing="–"):
+    return missing if value is None else format(value, spec)
+
+
+def verdict(row):
+    if "met" not in row:
+        return ""
+    return "met" if row["met"] else "NOT MET"
+
+
+def throughput_rows(data):
+    order_s = list(data["scenarios"])
+    order_c = list(data["configs"])
+    rows = [r for r in data.get("summary", [])]
+    rows.sort(key=lambda r: (r["config"] in LOGIN, order_s.index(r["scenario"])
+                             if r["scenario"] in order_s else 99,
+                             order_c.index(r["config"]) if r["config"] in order_c else 99))
+    return rows
+
+
+def table_lines(data, markdown):
+    head = ["scenario", "configuration", "req/s", "p50 ms", "p99 ms", "ratio", "target", ""]
+    lines = []
+    rows = []
+    for r in throughput_rows(data):
+        ratio = r.get("ratio")
+        ratio_text = fmt(ratio, ".3f") if r["config"] not in LOGIN else fmt(ratio, ".1f") + "×" \
+            if ratio is not None else "–"
+        low, high = r.get("ratio_range") or (None, None)
+        if low is not None and high > low:
+            spec = ".2f" if r["config"] not in LOGIN else ".1f"
+            ratio_text += f" ({low:{spec}}–{high:{spec}})"
+        target = r.get("target")
+        target_text = "" if target is None else (f"≥ {target:g}×" if r["config"] in LOGIN
+                                                 else f"≥ {target:g}")
+        if r["config"] == "login_module" and "p99_no_worse" in r:
+            target_text += ", p99 ≤ Python"
+        state = verdict(r)
+        if r.get("resumed_share") is not None:
+            state = (state + " " if state else "") + f"({r['resumed_share']:.0%} resumed)"
+        if r.get("failed_rounds"):
+            state = (state + " " if state else "") + f"({r['failed_rounds']} FAILED rounds)"
+        rows.append([r["scenario"], r["config"], fmt(r.get("rps"), ",.0f"),
+                     fmt(r.get("p50_ms"), ".2f"), fmt(r.get("p99_ms"), ".2f"),
+                     ratio_text, target_text, state])
+    for name, c in data["configs"].items():
+        if not c["available"]:
+            rows.append(["all", name, "NOT AVAILABLE", "", "", "", "", c["error"] or ""])
+    if markdown:
+        lines.append("| " + " | ".join(head) + " |")
+        lines.append("|" + "|".join("---:" if i in (2, 3, 4, 5) else "---"
+                                    for i in range(len(head))) + "|")
+        for row in rows:
+            cells = [escape(str(c), quote=False).replace("|", "\\|") for c in row]
+            if cells[1] != "baseline" and cells[1] != "login_python":
+                cells[1] = f"`{cells[1]}`"
+            lines.append("| " + " | ".join(cells) + " |")
+    else:
+        widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+        widths[-1] = 0
+        for row in [head] + rows:
+            lines.append("  ".join(str(c).rjust(w) if i in (2, 3, 4, 5) else str(c).ljust(w)
+                                   for i, (c, w) in enumerate(zip(row, widths))).rstrip())
+    return lines
+
+
+def memory_lines(data, markdown):
+    rows = []
+    for m in data.get("memory_summary") or []:
+        added = m.get("added_bytes_per_connection")
+        rows.append([m["config"], fmt(m["bytes_per_connection"], ",.0f"),
+                     fmt(added, "+,.0f", ""),
+                     f"≤ {m['target']:,}" if "target" in m else "", verdict(m)])
+    head = ["configuration", "bytes per idle connection", "added by the module", "target", ""]
+    return simple_table(head, rows, markdown)
+
+
+def callgrind_lines(data, markdown):
+    per = {}
+    for c in data.get("callgrind") or []:
+        per.setdefault(c["config"], {})[c["kind"]] = c["instructions_per"]
+    rows = []
+    for config, kinds in per.items():
+        row = [config]
+        for kind in ("request", "connection"):
+            value = kinds.get(kind)
+            row.append(fmt(value, ",.0f"))
+            for ref in ("baseline", "plain"):
+                ref_value = per.get(ref, {}).get(kind)
+                row.append(fmt(value - ref_value, "+,.0f", "") if value is not None
+                           and ref_value is not None and config != ref else "")
+        rows.append(row)
+    head = ["configuration", "per keep-alive request", "vs baseline", "vs plain",
+            "per new connection", "vs baseline", "vs plain"]
+    return simple_table(head, rows, markdown)
+
+
+def simple_table(head, rows, markdown):
+    if not rows:
+        return ["(not measured)"]
+    if markdown:
+        return (["| " + " | ".join(head) + " |",
+                 "|" + "|".join("---" if i == 0 else "---:" for i in range(len(head))) + "|"]
+                + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+    return ["  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)
+                      for i, (c, w) in enumerate(zip(row, widths))).rstrip()
+            for row in [head] + rows]
+
+
+def print_table(data):
+    print()
+    print(f"Throughput ({data['settings']['client']}, {data['settings']['duration_s']:g} s x "
+          f"{data['settings']['rounds']} rounds; medians; ratio to the baseline runs around each run, "
+          "login_module to login_python):")
+    for line in table_lines(data, markdown=False):
+        print("  " + line)
+    print("\nMemory (nginx worker RSS):")
+    for line in memory_lines(data, markdown=False):
+        print("  " + line)
+    print("\nInstructions (callgrind; a new connection = full handshake + one request):")
+    for line in callgrind_lines(data, markdown=False):
+        print("  " + line)
+    print()
+
+
+def chart_svg(data):
+    """Horizontal bars: each configuration's throughput ratio to the baseline, per scenario,
+    with its target."""
+    rows = [r for r in throughput_rows(data) if r["config"] not in LOGIN and "ratio" in r]
+    bar_h, gap, left, width, top = 18, 6, 260, 420, 40
+    scale_max = max([1.1] + [r["ratio"] * 1.05 for r in rows])
+    height = top + len(rows) * (bar_h + gap) + 40
+    x = lambda v: left + v / scale_max * width
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 90}" '
+           f'height="{height}" font-family="sans-serif" font-size="12">',
+           '<rect width="100%" height="100%" fill="white"/>',
+           f'<text x="{left}" y="20" font-size="14" font-weight="bold">Throughput relative to '
+           'nginx without the module (1.0 = same)</text>']
+    for tick in [i / 10 for i in range(0, int(scale_max * 10) + 1, 2)]:
+        out.append(f'<line x1="{x(tick):.1f}" y1="{top - 6}" x2="{x(tick):.1f}" '
+                   f'y2="{height - 30}" stroke="#ddd"/>')
+        out.append(f'<text x="{x(tick):.1f}" y="{height - 16}" text-anchor="middle" '
+                   f'fill="#555">{tick:.1f}</text>')
+    for i, r in enumerate(rows):
+        y = top + i * (bar_h + gap)
+        color = "#999" if "met" not in r else ("#2e8b57" if r["met"] else "#c0392b")
+        out.append(f'<text x="{left - 8}" y="{y + 13}" text-anchor="end">'
+                   f'{escape(r["scenario"])} · {escape(r["config"])}</text>')
+        out.append(f'<rect x="{left}" y="{y}" width="{x(r["ratio"]) - left:.1f}" '
+                   f'height="{bar_h}" fill="{color}"/>')
+        out.append(f'<text x="{x(r["ratio"]) + 4:.1f}" y="{y + 13}">{r["ratio"]:.3f}</text>')
+        if "target" in r:
+            out.append(f'<line x1="{x(r["target"]):.1f}" y1="{y - 2}" x2="{x(r["target"]):.1f}" '
+                       f'y2="{y + bar_h + 2}" stroke="black" stroke-width="2"/>')
+    out.append(f'<text x="{left}" y="{height - 2}" fill="#555">black mark: target; green: met; '
+               'red: not met; grey: no target</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+METHOD = """\
+## How it is measured
+
+`scripts/bench` (see its header for options) does everything on 127.0.0.1 of one machine:
+
+- **nginx** (the release build this repository makes, nginx {nginx}) runs one worker pinned to
+  CPU {server_cpu} (`worker_cpu_affinity`); **oha** runs on CPU {client_cpu} with one worker
+  thread. The module is loaded in every configuration; the baseline locations just do not use
+  it, so the ratios isolate the per-request work of its directives.
+- Every configuration is a location answering with `empty_gif` plus a response header with the
+  identity (`$ssl_client_s_dn` for the baseline, `$auth_cert_identity` or `$auth_cert_token`
+  for the module). `empty_gif` rather than `return`: `return` answers in the rewrite phase,
+  before the access phase in which the module checks the request.
+- Scenarios: HTTP/1.1 keep-alive (32 connections), HTTP/2 keep-alive (4 connections × 8
+  streams), a new connection per request with a full handshake (server: `ssl_session_cache
+  off; ssl_session_tickets off`, since oha always resumes), and a new connection per request
+  with a resumed session (server: session cache on, tickets off).
+- Each round runs every scenario over every configuration, in reverse order every other round;
+  the table shows medians over rounds, and each ratio is the median of the per-round ratios to
+  the baseline.
+- Each run is checked: oha's status distribution must hold only 200s, and the nginx access log
+  must show the run's requests with status 200, `$ssl_client_verify` SUCCESS,
+  `$auth_cert_status` ok (module configurations), no resumed session in full-handshake runs
+  and resumed sessions in resumption runs. Before measuring, curl checks over HTTP/1.1 and
+  HTTP/2 that each location answers with the expected identity or token.
+- **Login**: `auth_cert_login` against nginx forwarding `$ssl_client_escaped_cert` to a Python
+  service (`bench/login_service.py`: gunicorn, {login_workers} sync workers, gunicorn's advice
+  of 2 × cores + 1 for the one core they share with nginx, pinned to it; `cryptography`
+  parses the PEM, PyJWT signs ES256), which checks the peer network, takes UID then CN and
+  answers the same JSON.
+- **Memory**: worker RSS (`VmRSS`) of a fresh nginx before and after {connections} idle
+  keep-alive connections, each with a client certificate and one request (`bench/client.py`).
+- **Instructions**: nginx as a single process under `valgrind --tool=callgrind`, counting
+  instructions executed by nginx, OpenSSL and the module, free of timing noise. Per
+  keep-alive request: one connection is warmed up, the counters are zeroed, {cg_requests}
+  requests are sent on it and the counters dumped. Per new connection: the same with
+  {cg_connections} connections made one after the other, each a full handshake (the client
+  never resumes) and one request.
+"""
+
+
+def cg_count(data, kind):
+    return next((c["count"] for c in data.get("callgrind") or [] if c["kind"] == kind), "N")
+
+
+def write_docs(data, docs: Path, json_name):
+    docs.mkdir(exist_ok=True)
+    (docs / "benchmarks-ratios.svg").write_text(chart_svg(data))
+    m = data["machine"]
+    s = data["settings"]
+    lines = ["# Benchmarks", ""]
+    if data["mode"] == "quick" or data.get("note"):
+        lines += [f"> **{data.get('note') or 'Smoke test (--quick): the numbers mean nothing.'}**",
+                  ""]
+    lines += [
+        "The cost of the module against plain nginx and against the service it replaces, "
+        "measured by `scripts/bench` in one run on one machine. Regenerate this page with "
+        "`scripts/bench` (or `scripts/bench --report target/bench/<run>.json`).",
+        "",
+        f"Run {data['date']} ({json_name}); {s['duration_s']:g} s per run, "
+        f"{s['rounds']} rounds, load generator {m['load_generator']}.",
+        "",
+        "| machine | |",
+        "|---|---|",
+        f"| CPU | {m['cpu']}, {m['cores']} cores |",
+        f"| system | {m.get('os', '')}, Linux {m['kernel']} |",
+        f"| nginx | {m['nginx']}, {m['openssl']} |",
+        f"| login service | {m.get('login_service') or '–'} |",
+        "| load average (1, 5, 15 min) | start {}, end {} |".format(
+            ", ".join(f"{v:.2f}" for v in m["loadavg_start"]),
+            ", ".join(f"{v:.2f}" for v in m.get("loadavg_end", []))),
+        "",
+        "## Throughput and latency",
+        "",
+        "![Throughput ratios to the baseline](benchmarks-ratios.svg)",
+        "",
+        *table_lines(data, markdown=True),
+        "",
+        "`ratio` is the median over rounds of the ratio to the `baseline` runs just before and "
+        "after (for `login_module`: to `login_python`), with the range over rounds in "
+        "parentheses. Configurations:",
+        "",
+    ]
+    for name, c in data["configs"].items():
+        directives = " ".join(c["directives"].split()) or "(no module directive)"
+        state = "" if c["available"] else f" — **not available in this build**: {c['error']}"
+        lines.append(f"- `{name}`: {c['title']}: `{directives}`{state}")
+    lines += ["", "## Memory", "", *memory_lines(data, markdown=True), "",
+              "## Instructions (callgrind)", "", *callgrind_lines(data, markdown=True), ""]
+    notes = Path(__file__).with_name("NOTES.md")
+    if notes.exists():
+        lines += ["## Notes", "", notes.read_text().strip(), ""]
+    if data.get("failures"):
+        lines += ["## Failed checks", ""] + [f"- {escape(f)}" for f in data["failures"]] + [""]
+    lines.append(METHOD.format(nginx=m["nginx"], server_cpu=s["server_cpu"],
+                               client_cpu=s["client_cpu"], login_workers=s["login_workers"],
+                               connections=s["idle_connections"],
+                               cg_requests=cg_count(data, "request"),
+                               cg_connections=cg_count(data, "connection")))
+    (docs / "benchmarks.md").write_text("\n".join(lines))
