@@ -20,7 +20,7 @@ use serde_json::json;
 use crate::conf::LocConf;
 use crate::handler::{self, RequestAuth};
 use crate::module::Module;
-use crate::token::{self, Issued, Login, Subject, TokenCache};
+use crate::token::{self, CacheKey, Issued, Login, Subject, TokenCache};
 
 /// How long clients may cache the JWKS document: a key added to the configuration is
 /// published this long before it is used for signing if it is added second, then moved first.
@@ -92,8 +92,8 @@ fn with_cache<T>(r: &Request, f: impl FnOnce(&mut TokenCache) -> T) -> Option<T>
 /// reused, else a newly signed one. `None` when the request is not authenticated, no key is
 /// configured, or signing failed (logged).
 fn token_for(r: &Request, conf: &LocConf, auth: &RequestAuth) -> Option<Issued> {
-    let identity = auth.outcome.as_deref().ok()?;
-    let cert = auth.cert.as_deref().filter(|_| auth.trusted)?;
+    let identity = auth.outcome.as_ref().ok()?;
+    let cert = auth.cert.as_ref().filter(|_| auth.trusted)?;
     let settings = &conf.settings.token;
     let key = settings.signing_key()?;
     let extra = settings
@@ -101,29 +101,47 @@ fn token_for(r: &Request, conf: &LocConf, auth: &RequestAuth) -> Option<Issued> 
         .iter()
         .flatten()
         .zip(&conf.claim_values)
-        .map(|(claim, &cv)| {
+        .map(|(_, &cv)| {
             // SAFETY: compiled at configuration time in the configuration pool.
             let cv = unsafe { cv.as_ref() }?;
-            let value = r.get_complex_value(cv)?.to_string_lossy().into_owned();
-            Some((claim.name.as_str(), value))
+            Some(r.get_complex_value(cv)?.to_string_lossy().into_owned())
         })
         .collect::<Option<Vec<_>>>()?;
-    let subject = Subject {
-        identity,
-        cert,
-        auth_time: auth.auth_time,
-    };
-    let claims = token::claims(settings, &subject, &extra);
     // A token outlives neither the certificate nor, with auth_cert_max_age, its authentication.
     let limit = match (auth.auth_time, conf.settings.max_age()) {
         (Some(auth_time), Some(max_age)) => cert.not_after.min(auth_time + max_age),
         _ => cert.not_after,
     };
     let (ttl, now) = (settings.ttl(), ngx_time());
-    let sign = || token::issue(key, &claims, now, ttl, limit);
-    let cache_key = token::cache_key(key, ttl, limit, &claims);
-    let issued = with_cache(r, |cache| cache.get_or_issue(cache_key, now, sign))
-        .unwrap_or_else(|| token::issue(key, &claims, now, ttl, limit));
+    // The claims are built only to sign: a kept token is found by its key alone.
+    let sign = || {
+        let names = settings.claims.iter().flatten().map(|c| c.name.as_str());
+        let extra: Vec<(&str, String)> = names.zip(extra.iter().cloned()).collect();
+        let subject = Subject {
+            identity,
+            cert,
+            auth_time: auth.auth_time,
+        };
+        token::issue(
+            key,
+            &token::claims(settings, &subject, &extra),
+            now,
+            ttl,
+            limit,
+        )
+    };
+    let cache_key = CacheKey::new(
+        settings,
+        identity.clone(),
+        cert.clone(),
+        auth.auth_time,
+        limit,
+        extra.clone(),
+    );
+    let issued = match with_cache(r, |cache| cache.get_or_issue(cache_key, now, sign)) {
+        Some(issued) => issued,
+        None => sign(),
+    };
     match issued {
         Ok(issued) => Some(issued),
         Err(error) => {

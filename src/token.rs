@@ -5,7 +5,9 @@
 //! the evaluated extra claims and the time, and gets back tokens and JSON documents. Signing and
 //! key parsing are done by `jsonwebtoken` and the RustCrypto crates.
 
+use core::ptr;
 use std::path::Path;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -664,25 +666,64 @@ pub fn issue(
     })
 }
 
-/// What identifies a token for reuse: the signing key, the lifetime rules and every claim but
-/// the per-token ones.
-pub fn cache_key(key: &TokenKey, ttl: i64, limit: i64, claims: &Map<String, Value>) -> String {
-    let claims = Value::Object(claims.clone());
-    format!("{}\n{}\n{ttl}\n{limit}\n{claims}", key.kid, key.thumbprint)
+/// What makes two requests' tokens interchangeable: the same location settings (key, TTL,
+/// issuer, audience, claim names), the same authentication, the same expiry bound and the
+/// same values of the configured claims. Compared field by field: building the claims just
+/// to compare them would cost more than the reuse saves.
+#[derive(Debug, Clone)]
+pub struct CacheKey {
+    /// By address: a configuration outlives the connections it serves.
+    settings: *const TokenSettings,
+    identity: Rc<str>,
+    cert: Rc<CertificateInfo>,
+    auth_time: Option<i64>,
+    limit: i64,
+    extra: Vec<String>,
+}
+
+impl CacheKey {
+    pub fn new(
+        settings: &TokenSettings,
+        identity: Rc<str>,
+        cert: Rc<CertificateInfo>,
+        auth_time: Option<i64>,
+        limit: i64,
+        extra: Vec<String>,
+    ) -> Self {
+        CacheKey {
+            settings,
+            identity,
+            cert,
+            auth_time,
+            limit,
+            extra,
+        }
+    }
+}
+
+impl PartialEq for CacheKey {
+    fn eq(&self, other: &Self) -> bool {
+        ptr::eq(self.settings, other.settings)
+            && self.identity == other.identity
+            && self.cert.fingerprint == other.cert.fingerprint
+            && self.auth_time == other.auth_time
+            && self.limit == other.limit
+            && self.extra == other.extra
+    }
 }
 
 /// The tokens of one TLS connection, so that keep-alive requests and HTTP/2 streams of one
 /// authentication share a signature.
 #[derive(Debug, Default)]
 pub struct TokenCache {
-    entries: Vec<(String, Issued)>,
+    entries: Vec<(CacheKey, Issued)>,
 }
 
 impl TokenCache {
     /// The token for `key`: the kept one while it is reusable, else a new one from `sign`.
     pub fn get_or_issue(
         &mut self,
-        key: String,
+        key: CacheKey,
         now: i64,
         sign: impl FnOnce() -> Result<Issued, String>,
     ) -> Result<Issued, String> {
@@ -1105,45 +1146,85 @@ mod tests {
     fn cache_reuses_until_half_the_lifetime() {
         let settings = settings_with(TokenKey::from_secret(&[3u8; 32], None).unwrap());
         let key = settings.signing_key().unwrap();
+        let cert = Rc::new(CertificateInfo {
+            fingerprint: "ab".repeat(32),
+            ..Default::default()
+        });
+        let cache_key = |identity: &str| {
+            CacheKey::new(
+                &settings,
+                identity.into(),
+                cert.clone(),
+                None,
+                i64::MAX,
+                vec![],
+            )
+        };
         let base = Map::new();
-        let cache_key = cache_key(key, 300, i64::MAX, &base);
         let mut cache = TokenCache::default();
         let signed = core::cell::Cell::new(0);
-        let get = |cache: &mut TokenCache, now: i64, k: &str| {
+        let get = |cache: &mut TokenCache, now: i64, k: CacheKey| {
             cache
-                .get_or_issue(k.to_owned(), now, || {
+                .get_or_issue(k, now, || {
                     signed.set(signed.get() + 1);
                     issue(key, &base, now, 300, i64::MAX)
                 })
                 .unwrap()
         };
-        let first = get(&mut cache, 1000, &cache_key);
-        assert_eq!(get(&mut cache, 1149, &cache_key), first);
-        let second = get(&mut cache, 1150, &cache_key);
+        let first = get(&mut cache, 1000, cache_key("a"));
+        assert_eq!(get(&mut cache, 1149, cache_key("a")), first);
+        let second = get(&mut cache, 1150, cache_key("a"));
         assert_ne!(second, first);
         assert_eq!(second.issued_at, 1150);
-        // Another configuration or other claims get their own token.
-        let other = get(&mut cache, 1151, "other");
+        // Another identity gets its own token.
+        let other = get(&mut cache, 1151, cache_key("other"));
         assert_ne!(other, second);
-        assert_eq!(get(&mut cache, 1152, &cache_key), second);
+        assert_eq!(get(&mut cache, 1152, cache_key("a")), second);
         for i in 0..CACHE_ENTRIES {
-            get(&mut cache, 1153, &format!("k{i}"));
+            get(&mut cache, 1153, cache_key(&format!("k{i}")));
         }
         assert_eq!(cache.entries.len(), CACHE_ENTRIES);
         assert_eq!(signed.get(), 3 + CACHE_ENTRIES);
     }
 
     #[test]
-    fn cache_key_covers_claims_and_limits() {
+    fn cache_key_covers_authentication_claims_and_limits() {
         let settings = settings_with(TokenKey::from_secret(&[3u8; 32], None).unwrap());
-        let key = settings.signing_key().unwrap();
-        let mut a = Map::new();
-        a.insert("role".into(), "x".into());
-        let mut b = Map::new();
-        b.insert("role".into(), "y".into());
-        assert_ne!(cache_key(key, 300, 9, &a), cache_key(key, 300, 9, &b));
-        assert_ne!(cache_key(key, 300, 9, &a), cache_key(key, 300, 8, &a));
-        assert_ne!(cache_key(key, 300, 9, &a), cache_key(key, 301, 9, &a));
-        assert_eq!(cache_key(key, 300, 9, &a), cache_key(key, 300, 9, &a));
+        let other_settings = settings_with(TokenKey::from_secret(&[4u8; 32], None).unwrap());
+        let cert = |fp: &str| {
+            Rc::new(CertificateInfo {
+                fingerprint: fp.into(),
+                ..Default::default()
+            })
+        };
+        let base = || {
+            CacheKey::new(
+                &settings,
+                "a".into(),
+                cert("f1"),
+                Some(5),
+                9,
+                vec!["x".into()],
+            )
+        };
+        assert_eq!(base(), base());
+        let mut k = base();
+        k.extra = vec!["y".into()];
+        assert_ne!(k, base());
+        let mut k = base();
+        k.limit = 8;
+        assert_ne!(k, base());
+        let mut k = base();
+        k.auth_time = Some(6);
+        assert_ne!(k, base());
+        let mut k = base();
+        k.cert = cert("f2");
+        assert_ne!(k, base());
+        let mut k = base();
+        k.identity = "b".into();
+        assert_ne!(k, base());
+        let mut k = base();
+        k.settings = &other_settings;
+        assert_ne!(k, base());
     }
 }
