@@ -1,15 +1,13 @@
 //! Tokens on the nginx side: `$auth_cert_token`, the `auth_cert_login` and `auth_cert_jwks`
 //! content handlers, and the tokens kept with each TLS connection for reuse.
 
-use core::ffi::{c_int, c_long, c_void};
+use core::cell::RefCell;
 use core::ptr;
-use core::sync::atomic::{AtomicI32, Ordering};
 use std::rc::Rc;
 
 use ngx::ffi::{
     ngx_conf_t, ngx_http_add_variable, ngx_http_complex_value_t, ngx_http_request_t,
     ngx_http_send_response, ngx_int_t, ngx_str_t, ngx_time, ngx_uint_t, ngx_variable_value_t,
-    CRYPTO_get_ex_new_index, SSL_get_ex_data, SSL_set_ex_data, CRYPTO_EX_DATA, CRYPTO_EX_INDEX_SSL,
     NGX_ERROR, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_MOVED_TEMPORARILY, NGX_HTTP_NOT_ALLOWED,
     NGX_HTTP_OK, NGX_HTTP_VAR_NOCACHEABLE, NGX_LOG_ERR, NGX_OK, SSL,
 };
@@ -20,72 +18,29 @@ use serde_json::json;
 use crate::conf::LocConf;
 use crate::handler::{self, RequestAuth};
 use crate::module::Module;
+use crate::tls::ConnectionSlot;
 use crate::token::{self, CacheKey, Issued, Login, Subject, TokenCache};
 
 /// How long clients may cache the JWKS document: a key added to the configuration is
 /// published this long before it is used for signing if it is added second, then moved first.
 const JWKS_MAX_AGE: u32 = 300;
 
-static CACHE_INDEX: AtomicI32 = AtomicI32::new(-1);
+/// The tokens kept with each TLS connection.
+static CACHES: ConnectionSlot<RefCell<TokenCache>> = ConnectionSlot::new();
 
-/// Reserves the ex_data slot of the connections' token caches; called at configuration time.
+/// Reserves the slot of the connections' token caches; called at configuration time.
 pub fn init() -> bool {
-    if CACHE_INDEX.load(Ordering::Relaxed) >= 0 {
-        return true;
-    }
-    // SAFETY: plain OpenSSL call; `free_cache` matches CRYPTO_EX_free.
-    let index = unsafe {
-        CRYPTO_get_ex_new_index(
-            CRYPTO_EX_INDEX_SSL as c_int,
-            0,
-            ptr::null_mut(),
-            None,
-            None,
-            Some(free_cache),
-        )
-    };
-    CACHE_INDEX.store(index, Ordering::Relaxed);
-    index >= 0
-}
-
-unsafe extern "C" fn free_cache(
-    _parent: *mut c_void,
-    data: *mut c_void,
-    _ad: *mut CRYPTO_EX_DATA,
-    _index: c_int,
-    _argl: c_long,
-    _argp: *mut c_void,
-) {
-    if !data.is_null() {
-        // SAFETY: the slot only ever holds a pointer made by Box::into_raw in `with_cache`.
-        drop(unsafe { Box::from_raw(data.cast::<TokenCache>()) });
-    }
+    CACHES.init()
 }
 
 /// Runs `f` with the token cache of the TLS connection of `r`, made on first use; `None`
 /// on a connection without TLS or when the cache cannot be kept.
 fn with_cache<T>(r: &Request, f: impl FnOnce(&mut TokenCache) -> T) -> Option<T> {
-    let index = CACHE_INDEX.load(Ordering::Relaxed);
-    if index < 0 {
-        return None;
-    }
     // SAFETY: a request's connection is valid while the request is; `ssl` is null without TLS.
     let ssl: *mut SSL = unsafe { (*r.connection()).ssl.as_ref() }?.connection.cast();
-    // SAFETY: `ssl` is live; the slot holds null or a TokenCache we own.
-    let mut cache = unsafe { SSL_get_ex_data(ssl, index) }.cast::<TokenCache>();
-    if cache.is_null() {
-        let fresh = Box::into_raw(Box::<TokenCache>::default());
-        // SAFETY: on failure the box is still ours to free; on success OpenSSL frees it
-        // through `free_cache` with the connection.
-        if unsafe { SSL_set_ex_data(ssl, index, fresh.cast()) } == 0 {
-            drop(unsafe { Box::from_raw(fresh) });
-            return None;
-        }
-        cache = fresh;
-    }
-    // SAFETY: a worker serves one request at a time and `f` does not reach back into nginx,
-    // so this is the only reference to the cache.
-    Some(f(unsafe { &mut *cache }))
+    // SAFETY: `ssl` is the live connection of the request, which the cache does not outlive.
+    let cache = unsafe { CACHES.get_or_make(ssl, RefCell::default) }?;
+    Some(f(&mut *cache.try_borrow_mut().ok()?))
 }
 
 /// The token of this request's authentication: the connection's kept token while it may be

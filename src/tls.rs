@@ -6,6 +6,7 @@
 
 use core::cell::RefCell;
 use core::ffi::{c_int, c_long, c_void};
+use core::marker::PhantomData;
 use core::ptr;
 use core::sync::atomic::{AtomicI32, Ordering};
 use std::rc::Rc;
@@ -59,29 +60,72 @@ impl Verified {
     }
 }
 
-static EX_INDEX: AtomicI32 = AtomicI32::new(-1);
-
-/// Reserves the ex_data slot; called at configuration time, before workers start.
-pub fn init() -> bool {
-    if EX_INDEX.load(Ordering::Relaxed) >= 0 {
-        return true;
-    }
-    // SAFETY: plain OpenSSL call; `free_peer` matches CRYPTO_EX_free.
-    let index = unsafe {
-        CRYPTO_get_ex_new_index(
-            CRYPTO_EX_INDEX_SSL as c_int,
-            0,
-            ptr::null_mut(),
-            None,
-            None,
-            Some(free_peer),
-        )
-    };
-    EX_INDEX.store(index, Ordering::Relaxed);
-    index >= 0
+/// A value kept with each TLS connection, in the `SSL` object's ex_data, made on first use
+/// and freed by OpenSSL with the connection: every request of a keep-alive connection and
+/// every stream of an HTTP/2 connection share it.
+pub struct ConnectionSlot<T> {
+    index: AtomicI32,
+    value: PhantomData<fn() -> T>,
 }
 
-unsafe extern "C" fn free_peer(
+impl<T> ConnectionSlot<T> {
+    pub const fn new() -> Self {
+        ConnectionSlot {
+            index: AtomicI32::new(-1),
+            value: PhantomData,
+        }
+    }
+
+    /// Reserves the slot; called at configuration time, before workers start.
+    pub fn init(&self) -> bool {
+        if self.index.load(Ordering::Relaxed) >= 0 {
+            return true;
+        }
+        // SAFETY: plain OpenSSL call; `free_boxed::<T>` matches CRYPTO_EX_free.
+        let index = unsafe {
+            CRYPTO_get_ex_new_index(
+                CRYPTO_EX_INDEX_SSL as c_int,
+                0,
+                ptr::null_mut(),
+                None,
+                None,
+                Some(free_boxed::<T>),
+            )
+        };
+        self.index.store(index, Ordering::Relaxed);
+        index >= 0
+    }
+
+    /// The value of the connection `ssl`, made by `make` on first use; `None` when it cannot
+    /// be kept.
+    ///
+    /// # Safety
+    /// `ssl` must be the live `SSL` object of a connection; the result must not be used after
+    /// the connection is closed.
+    pub unsafe fn get_or_make<'a>(&self, ssl: *mut SSL, make: impl FnOnce() -> T) -> Option<&'a T> {
+        let index = self.index.load(Ordering::Relaxed);
+        if index < 0 {
+            return None;
+        }
+        // SAFETY: `ssl` is valid (caller) and the slot holds null or a `T` boxed below.
+        let kept = unsafe { SSL_get_ex_data(ssl, index) }.cast::<T>();
+        if let Some(value) = unsafe { kept.as_ref() } {
+            return Some(value);
+        }
+        let value = Box::into_raw(Box::new(make()));
+        // SAFETY: on failure the box is ours to free; on success OpenSSL frees it through
+        // `free_boxed` when the connection goes, which outlives every request using it.
+        unsafe {
+            if SSL_set_ex_data(ssl, index, value.cast()) == 0 {
+                drop(Box::from_raw(value));
+                return None;
+            }
+            Some(&*value)
+        }
+    }
+}
+
+unsafe extern "C" fn free_boxed<T>(
     _parent: *mut c_void,
     data: *mut c_void,
     _ad: *mut CRYPTO_EX_DATA,
@@ -90,10 +134,13 @@ unsafe extern "C" fn free_peer(
     _argp: *mut c_void,
 ) {
     if !data.is_null() {
-        // SAFETY: the slot only ever holds a pointer made by Box::into_raw in `peer`.
-        drop(unsafe { Box::from_raw(data.cast::<PeerCertificate>()) });
+        // SAFETY: a slot of a `ConnectionSlot<T>` only holds pointers from `Box::<T>::into_raw`.
+        drop(unsafe { Box::from_raw(data.cast::<T>()) });
     }
 }
+
+/// The parsed client certificates of the connections.
+pub static PEERS: ConnectionSlot<PeerCertificate> = ConnectionSlot::new();
 
 /// The client certificate of `ssl`, read on first use; `None` when it cannot be kept.
 ///
@@ -101,26 +148,8 @@ unsafe extern "C" fn free_peer(
 /// `ssl` must be the live `SSL` object of a connection whose handshake has completed; the
 /// result must not be used after the connection is closed.
 pub unsafe fn peer<'a>(ssl: *mut SSL) -> Option<&'a PeerCertificate> {
-    let index = EX_INDEX.load(Ordering::Relaxed);
-    if index < 0 {
-        return None;
-    }
-    // SAFETY: `ssl` is valid (caller) and the slot holds null or a PeerCertificate we own.
-    let cached = unsafe { SSL_get_ex_data(ssl, index) }.cast::<PeerCertificate>();
-    if let Some(peer) = unsafe { cached.as_ref() } {
-        return Some(peer);
-    }
-    // SAFETY: as above; the certificate reference is released by `read_peer`.
-    let peer = Box::into_raw(Box::new(unsafe { read_peer(ssl) }));
-    // SAFETY: on failure the box is ours to free; on success OpenSSL frees it via
-    // `free_peer` when the connection goes, which outlives every request using it.
-    unsafe {
-        if SSL_set_ex_data(ssl, index, peer.cast()) == 0 {
-            drop(Box::from_raw(peer));
-            return None;
-        }
-        Some(&*peer)
-    }
+    // SAFETY: as required of the caller; `read_peer` releases the certificate it reads.
+    unsafe { PEERS.get_or_make(ssl, || read_peer(ssl)) }
 }
 
 /// # Safety
