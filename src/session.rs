@@ -37,7 +37,7 @@ use ngx::ffi::{
     SSL_CTX_set_timeout, SSL_CTX_set_verify, SSL_SESSION_free, SSL_SESSION_get0_ticket_appdata,
     SSL_SESSION_get_time, SSL_SESSION_get_timeout, SSL_SESSION_set1_ticket_appdata,
     SSL_SESSION_set_timeout, SSL_get_SSL_CTX, SSL_get_ex_data_X509_STORE_CTX_idx, SSL_get_session,
-    SSL_verify_cb, X509_STORE_CTX_get_error_depth, X509_STORE_CTX_get_ex_data, CRYPTO_EX_DATA,
+    SSL_verify_cb, X509_STORE_CTX_get_error_depth, X509_STORE_CTX_get_ex_data,
     CRYPTO_EX_INDEX_SSL_CTX, SSL, SSL_CTRL_GET_SESS_CACHE_MODE, SSL_CTRL_SET_SESS_CACHE_MODE,
     SSL_CTX, SSL_SESSION, SSL_SESS_CACHE_NO_INTERNAL_LOOKUP, SSL_TICKET_RETURN,
     SSL_TICKET_RETURN_IGNORE_RENEW, SSL_TICKET_RETURN_USE, SSL_TICKET_RETURN_USE_RENEW,
@@ -45,7 +45,7 @@ use ngx::ffi::{
     X509_STORE_CTX,
 };
 
-use crate::age;
+use crate::{age, tls};
 
 /// nginx's shared-cache lookup, as `SSL_CTX_sess_get_get_cb` returns it.
 type GetSession =
@@ -71,7 +71,8 @@ fn ctx_index() -> Option<c_int> {
     if index >= 0 {
         return Some(index);
     }
-    // SAFETY: plain OpenSSL call; `free_hooks` matches CRYPTO_EX_free.
+    // SAFETY: plain OpenSSL call; `free_boxed::<Hooks>` matches CRYPTO_EX_free, and the slot
+    // only holds pointers from `Box::<Hooks>::into_raw` (`hooks_mut`).
     let index = unsafe {
         CRYPTO_get_ex_new_index(
             CRYPTO_EX_INDEX_SSL_CTX as c_int,
@@ -79,25 +80,11 @@ fn ctx_index() -> Option<c_int> {
             ptr::null_mut(),
             None,
             None,
-            Some(free_hooks),
+            Some(tls::free_boxed::<Hooks>),
         )
     };
     CTX_INDEX.store(index, Ordering::Relaxed);
     (index >= 0).then_some(index)
-}
-
-unsafe extern "C" fn free_hooks(
-    _parent: *mut c_void,
-    data: *mut c_void,
-    _ad: *mut CRYPTO_EX_DATA,
-    _index: c_int,
-    _argl: c_long,
-    _argp: *mut c_void,
-) {
-    if !data.is_null() {
-        // SAFETY: the slot only ever holds a pointer made by Box::into_raw in `hooks_mut`.
-        drop(unsafe { Box::from_raw(data.cast::<Hooks>()) });
-    }
 }
 
 /// The hooks of `ctx`, if the module set them up.

@@ -125,7 +125,8 @@ impl<T> ConnectionSlot<T> {
     }
 }
 
-unsafe extern "C" fn free_boxed<T>(
+/// The `CRYPTO_EX_free` of ex_data slots that hold a `Box<T>`.
+pub unsafe extern "C" fn free_boxed<T>(
     _parent: *mut c_void,
     data: *mut c_void,
     _ad: *mut CRYPTO_EX_DATA,
@@ -134,7 +135,7 @@ unsafe extern "C" fn free_boxed<T>(
     _argp: *mut c_void,
 ) {
     if !data.is_null() {
-        // SAFETY: a slot of a `ConnectionSlot<T>` only holds pointers from `Box::<T>::into_raw`.
+        // SAFETY: registered only for slots that hold pointers from `Box::<T>::into_raw`.
         drop(unsafe { Box::from_raw(data.cast::<T>()) });
     }
 }
