@@ -30,7 +30,7 @@ my $pki = PKI->new($d);
 $pki->ca('ca');
 $pki->cert('server', issuer => 'ca', subject => '/CN=localhost');
 
-$t->try_run('no auth_cert')->plan(14);
+$t->try_run('no auth_cert')->plan(21);
 
 ###############################################################################
 
@@ -140,5 +140,33 @@ like(check($t, 'issuer', conf('auth_cert on; auth_cert_issuer "[a-";')),
 
 like(check($t, 'args', conf('auth_cert;')),
 	qr/invalid number of arguments in "auth_cert" directive/, 'missing argument');
+
+# auth_cert_max_age and auth_cert_stale
+
+is(check($t, 'age_valid', conf(<<'EOF')), '', 'max_age and stale pass');
+auth_cert on;
+auth_cert_max_age 15m;
+auth_cert_stale reject;
+EOF
+
+is(check($t, 'age_units', conf("auth_cert optional;\nauth_cert_max_age 1h30m;")), '',
+	'max_age with several units');
+
+is(check($t, 'age_off', conf("auth_cert on;\nauth_cert_max_age off;\nauth_cert_stale reauth;")),
+	'', 'max_age off');
+
+like(check($t, 'age_value', conf("auth_cert on;\nauth_cert_max_age 15x;")),
+	qr/\[emerg\] invalid value "15x" in "auth_cert_max_age" directive in \S+age_value\.conf:\d+/,
+	'bad max_age');
+
+like(check($t, 'age_zero', conf("auth_cert on;\nauth_cert_max_age 0s;")),
+	qr/invalid value "0s" in "auth_cert_max_age" directive/, 'zero max_age');
+
+like(check($t, 'age_stale', conf("auth_cert on;\nauth_cert_stale logout;")),
+	qr/invalid value "logout" in "auth_cert_stale" directive, it must be "reauth" or "reject"/,
+	'bad stale action');
+
+like(check($t, 'age_dup', conf("auth_cert on;\nauth_cert_max_age 1m;\nauth_cert_max_age 2m;")),
+	qr/"auth_cert_max_age" directive is duplicate/, 'duplicate max_age');
 
 ###############################################################################
