@@ -690,23 +690,27 @@ def raise_nofile():
 
 def measure_callgrind(bench: Bench, configs, cpu):
     """Instructions under callgrind, nginx running as one process: per request on one
-    keep-alive connection, and per connection (full handshake and one request). A client
+    keep-alive connection, per connection (full handshake and one request) and per resumed
+    connection (abbreviated handshake from the session cache and one request). A client
     warms up, the counters are zeroed, N requests or connections are made, the counters are
     dumped: start-up and shutdown stay outside the window."""
     results = []
-    for kind, mode, n in (("request", "serial", bench.args.callgrind_requests),
-                          ("connection", "connections", bench.args.callgrind_connections)):
+    for kind, mode, port, n in (
+            ("request", "serial", bench.ports.full, bench.args.callgrind_requests),
+            ("connection", "connections", bench.ports.full, bench.args.callgrind_connections),
+            ("resumed connection", "resumed", bench.ports.cached,
+             bench.args.callgrind_connections)):
         for config in configs:
             try:
-                results.append(callgrind_one(bench, config, cpu, kind, mode, n))
+                results.append(callgrind_one(bench, config, cpu, kind, mode, port, n))
             except (BenchError, subprocess.CalledProcessError) as e:
                 warn(f"callgrind {config.name} per {kind} FAILED: {e}")
                 bench.failures.append(f"callgrind {config.name} per {kind}: {e}")
     return results
 
 
-def callgrind_one(bench: Bench, config: Config, cpu, kind, mode, n):
-    out = bench.work / "callgrind" / f"{config.name}-{kind}.out"
+def callgrind_one(bench: Bench, config: Config, cpu, kind, mode, port, n):
+    out = bench.work / "callgrind" / f"{config.name}-{kind.replace(' ', '-')}.out"
     out.parent.mkdir(exist_ok=True)
     for old in out.parent.glob(f"{out.name}*"):
         old.unlink()
@@ -716,13 +720,13 @@ def callgrind_one(bench: Bench, config: Config, cpu, kind, mode, n):
         ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
          *bench.nginx.cmd("callgrind.conf")],
         stdout=subprocess.DEVNULL,
-        stderr=open(bench.work / "logs" / f"valgrind-{config.name}-{kind}.log", "w"))
+        stderr=open(bench.work / "logs" / f"valgrind-{out.stem}.log", "w"))
     client = None
     try:
         wait_port(bench.ports.full, timeout=300, alive=proc)
         client = subprocess.Popen(
             [sys.executable, str(HERE / "client.py"), mode, str(n), "127.0.0.1",
-             str(bench.ports.full), f"/{config.name}", str(bench.pki / "ca.crt"),
+             str(port), f"/{config.name}", str(bench.pki / "ca.crt"),
              str(bench.pki / "client.crt"), str(bench.pki / "client.key")],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         if client.stdout.readline().strip() != "warm":

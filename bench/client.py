@@ -9,6 +9,9 @@
   client.py connections N HOST PORT PATH CA CERT KEY
       the same with N connections one after the other, one request each (full handshakes:
       this client never resumes a session).
+  client.py resumed N HOST PORT PATH CA CERT KEY
+      the same, each connection resuming the session of the one before (abbreviated
+      handshakes).
 Every response must be 200, else the client exits with status 1 and says why.
 """
 
@@ -17,10 +20,10 @@ import ssl
 import sys
 
 
-def connect(host, port, context):
+def connect(host, port, context, session=None):
     sock = socket.create_connection((host, port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return context.wrap_socket(sock, server_hostname="localhost")
+    return context.wrap_socket(sock, server_hostname="localhost", session=session)
 
 
 def request(conn, host, path, buffer):
@@ -80,6 +83,21 @@ def main():
         for _ in range(count):
             with connect(host, port, context) as conn:
                 request(conn, host, path, b"")
+        print("done", flush=True)
+        sys.stdin.read()
+    elif mode == "resumed":
+        session = None
+        resumed = 0
+        for i in range(count + 5):
+            if i == 5:
+                print("warm", flush=True)
+                sys.stdin.readline()
+            with connect(host, port, context, session) as conn:
+                request(conn, host, path, b"")
+                resumed += i >= 5 and conn.session_reused
+                session = conn.session
+        if resumed < count:
+            sys.exit(f"{count - resumed} of {count} connections did not resume")
         print("done", flush=True)
         sys.stdin.read()
     else:

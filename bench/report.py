@@ -90,7 +90,7 @@ def callgrind_lines(data, markdown):
     rows = []
     for config, kinds in per.items():
         row = [config]
-        for kind in ("request", "connection"):
+        for kind in ("request", "connection", "resumed connection"):
             value = kinds.get(kind)
             row.append(fmt(value, ",.0f"))
             for ref in ("baseline", "plain"):
@@ -99,7 +99,8 @@ def callgrind_lines(data, markdown):
                            and ref_value is not None and config != ref else "")
         rows.append(row)
     head = ["configuration", "per keep-alive request", "vs baseline", "vs plain",
-            "per new connection", "vs baseline", "vs plain"]
+            "per new connection", "vs baseline", "vs plain",
+            "per resumed connection", "vs baseline", "vs plain"]
     return simple_table(head, rows, markdown)
 
 
@@ -126,7 +127,8 @@ def print_table(data):
     print("\nMemory (nginx worker RSS):")
     for line in memory_lines(data, markdown=False):
         print("  " + line)
-    print("\nInstructions (callgrind; a new connection = full handshake + one request):")
+    print("\nInstructions (callgrind; a new connection = full handshake + one request, "
+          "a resumed one = session cache + one request):")
     for line in callgrind_lines(data, markdown=False):
         print("  " + line)
     print()
@@ -204,7 +206,8 @@ METHOD = """\
   keep-alive request: one connection is warmed up, the counters are zeroed, {cg_requests}
   requests are sent on it and the counters dumped. Per new connection: the same with
   {cg_connections} connections made one after the other, each a full handshake (the client
-  never resumes) and one request.
+  never resumes) and one request. Per resumed connection: the same, each connection resuming
+  the session of the one before from nginx's shared session cache.
 """
 
 
