@@ -1,9 +1,14 @@
 //! What the module needs to know about a client certificate, read once from its DER encoding.
 //!
-//! [`CertificateInfo`] owns every value, so it is parsed once per TLS connection and then shared
-//! by all the requests of that connection without touching the DER again.
+//! [`CertificateInfo`] owns every value, so it is parsed once and then shared by all the
+//! requests of a connection, and by all the connections that present the same certificate
+//! ([`ParsedCertificates`]), without touching the DER again. Its texts live in one allocation
+//! and its list of attributes, SAN entries, EKUs and policies in another: a few hundred bytes
+//! per certificate, whatever the number of values.
 
 use core::fmt::{self, Write as _};
+use std::collections::HashMap;
+use std::rc::{Rc, Weak};
 
 use sha2::{Digest, Sha256};
 use x509_parser::asn1_rs::{Any, FromDer, Tag, ToDer};
@@ -20,6 +25,10 @@ pub const OID_CN: &str = "2.5.4.3";
 /// `emailAddress` (PKCS #9), still common in subjects.
 pub const OID_EMAIL: &str = "1.2.840.113549.1.9.1";
 
+/// Larger certificates are refused: real ones are a few KiB, and the limit keeps every offset
+/// into the texts of a certificate within `u32`.
+const MAX_DER_LEN: usize = 1 << 20;
+
 /// Why a DER blob could not be read as a certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError(String);
@@ -32,131 +41,162 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
-/// One subject attribute: its dotted OID and its value as text, if it is a string type.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Attribute {
-    pub oid: String,
-    pub value: Option<String>,
-}
-
 /// Key usage bits, in the order of RFC 5280 section 4.2.1.3.
 pub type KeyUsageBits = u16;
+
+/// The lists a certificate's values belong to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    /// SAN rfc822Name.
+    SanEmail,
+    /// SAN otherName UPN (UTF8String values).
+    SanUpn,
+    SanDns,
+    SanUri,
+    /// Extended key usage OIDs, dotted.
+    ExtendedKeyUsage,
+    /// Certificate policy OIDs, dotted.
+    Policy,
+}
+
+/// A range of [`CertificateInfo::text`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Span {
+    start: u32,
+    end: u32,
+}
+
+/// One value of a list, or one subject attribute (`field` is `None`): then `text` is its OID
+/// and `value` its value, if it is a string type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Entry {
+    field: Option<Field>,
+    text: Span,
+    value: Option<Span>,
+}
 
 /// The facts of a certificate that identity, policy and variables use.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CertificateInfo {
-    /// Subject DN as an RFC 4514 string (most significant RDN last, as `$ssl_client_s_dn`).
-    pub subject: String,
-    /// Issuer DN as an RFC 4514 string.
-    pub issuer: String,
-    /// Serial number in upper-case hex, as `$ssl_client_serial`.
-    pub serial: String,
-    /// SHA-256 of the DER encoding, lower-case hex.
-    pub fingerprint: String,
+    /// Every text of the certificate, one after the other.
+    text: Box<str>,
+    subject: Span,
+    issuer: Span,
+    serial: Span,
+    fingerprint: Span,
+    /// Subject attributes in DER order, then the lists in certificate order.
+    entries: Box<[Entry]>,
     /// notBefore and notAfter, Unix seconds.
     pub not_before: i64,
     pub not_after: i64,
-    /// Subject attributes in DER order.
-    pub subject_attributes: Vec<Attribute>,
-    /// SAN rfc822Name entries.
-    pub san_email: Vec<String>,
-    /// SAN otherName UPN entries (UTF8String values).
-    pub san_upn: Vec<String>,
-    pub san_dns: Vec<String>,
-    pub san_uri: Vec<String>,
-    /// Extended key usage OIDs, dotted.
-    pub extended_key_usage: Vec<String>,
     /// Key usage bits, when the extension is present.
     pub key_usage: Option<KeyUsageBits>,
-    /// Certificate policy OIDs, dotted.
-    pub policies: Vec<String>,
 }
 
 impl CertificateInfo {
     /// Reads a DER-encoded certificate. Trailing bytes after the certificate are an error.
     pub fn from_der(der: &[u8]) -> Result<Self, ParseError> {
+        Self::parse(der, &Sha256::digest(der).into())
+    }
+
+    /// [`Self::from_der`] with the SHA-256 of `der` already at hand.
+    fn parse(der: &[u8], sha256: &[u8; 32]) -> Result<Self, ParseError> {
+        if der.len() > MAX_DER_LEN {
+            return Err(ParseError("certificate too large".into()));
+        }
         let (rest, cert) = X509Certificate::from_der(der)
             .map_err(|e| ParseError(format!("malformed certificate: {e}")))?;
         if !rest.is_empty() {
             return Err(ParseError("trailing data after certificate".into()));
         }
 
-        let mut info = CertificateInfo {
-            subject: rfc4514(cert.subject()),
-            issuer: rfc4514(cert.issuer()),
-            serial: serial_hex(cert.raw_serial()),
-            fingerprint: hex_lower(&Sha256::digest(der)),
-            not_before: cert.validity().not_before.timestamp(),
-            not_after: cert.validity().not_after.timestamp(),
-            subject_attributes: cert
-                .subject()
-                .iter_attributes()
-                .map(|atv| Attribute {
-                    oid: atv.attr_type().to_id_string(),
-                    value: attribute_text(atv.attr_value()),
-                })
-                .collect(),
-            ..Default::default()
-        };
-
+        let mut info = CertificateBuilder::default();
+        info.subject(&rfc4514(cert.subject()))
+            .issuer(&rfc4514(cert.issuer()))
+            .serial(&serial_hex(cert.raw_serial()))
+            .fingerprint(&hex(sha256, HEX_LOWER))
+            .validity(
+                cert.validity().not_before.timestamp(),
+                cert.validity().not_after.timestamp(),
+            );
+        for atv in cert.subject().iter_attributes() {
+            let value = attribute_text(atv.attr_value());
+            info.attribute(&atv.attr_type().to_id_string(), value.as_deref());
+        }
         for ext in cert.extensions() {
             match ext.parsed_extension() {
                 ParsedExtension::SubjectAlternativeName(san) => {
                     for name in &san.general_names {
-                        info.add_general_name(name);
+                        add_general_name(&mut info, name);
                     }
                 }
-                ParsedExtension::ExtendedKeyUsage(eku) => {
-                    info.extended_key_usage = extended_key_usage_oids(eku);
+                ParsedExtension::ExtendedKeyUsage(eku) => add_extended_key_usage(&mut info, eku),
+                ParsedExtension::KeyUsage(ku) => {
+                    info.key_usage(ku.flags);
                 }
-                ParsedExtension::KeyUsage(ku) => info.key_usage = Some(ku.flags),
                 ParsedExtension::CertificatePolicies(policies) => {
-                    info.policies = policies
-                        .iter()
-                        .map(|p| p.policy_id.to_id_string())
-                        .collect();
+                    for policy in policies.iter() {
+                        info.add(Field::Policy, &policy.policy_id.to_id_string());
+                    }
                 }
                 _ => {}
             }
         }
-        Ok(info)
+        Ok(info.build())
     }
 
-    fn add_general_name(&mut self, name: &GeneralName<'_>) {
-        match name {
-            GeneralName::RFC822Name(s) => self.san_email.push((*s).to_owned()),
-            GeneralName::DNSName(s) => self.san_dns.push((*s).to_owned()),
-            GeneralName::URI(s) => self.san_uri.push((*s).to_owned()),
-            GeneralName::OtherName(oid, value) if oid.to_id_string() == OID_UPN => {
-                if let Some(upn) = other_name_utf8(value) {
-                    self.san_upn.push(upn);
-                }
-            }
-            _ => {}
-        }
+    fn text(&self, span: Span) -> &str {
+        self.text
+            .get(span.start as usize..span.end as usize)
+            .unwrap_or_default()
+    }
+
+    /// Subject DN as an RFC 4514 string (most significant RDN last, as `$ssl_client_s_dn`).
+    pub fn subject(&self) -> &str {
+        self.text(self.subject)
+    }
+
+    /// Issuer DN as an RFC 4514 string.
+    pub fn issuer(&self) -> &str {
+        self.text(self.issuer)
+    }
+
+    /// Serial number in upper-case hex, as `$ssl_client_serial`.
+    pub fn serial(&self) -> &str {
+        self.text(self.serial)
+    }
+
+    /// SHA-256 of the DER encoding, lower-case hex.
+    pub fn fingerprint(&self) -> &str {
+        self.text(self.fingerprint)
     }
 
     /// Values of a subject attribute, in DER order, skipping values that are not text.
     pub fn attribute_values<'a>(&'a self, oid: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.subject_attributes
+        self.entries
             .iter()
-            .filter(move |a| a.oid == oid)
-            .filter_map(|a| a.value.as_deref())
+            .filter(move |e| e.field.is_none() && self.text(e.text) == oid)
+            .filter_map(|e| e.value.map(|v| self.text(v)))
+    }
+
+    /// The values of one list, in certificate order.
+    pub fn values(&self, field: Field) -> impl Iterator<Item = &str> + '_ {
+        self.entries
+            .iter()
+            .filter(move |e| e.field == Some(field))
+            .map(|e| self.text(e.text))
     }
 
     /// First e-mail address: subject emailAddress, then SAN rfc822Name.
     pub fn email(&self) -> Option<&str> {
         self.attribute_values(OID_EMAIL)
-            .chain(self.san_email.iter().map(String::as_str))
+            .chain(self.values(Field::SanEmail))
             .find(|s| !s.is_empty())
     }
 
     /// First UPN from the SAN.
     pub fn upn(&self) -> Option<&str> {
-        self.san_upn
-            .iter()
-            .map(String::as_str)
-            .find(|s| !s.is_empty())
+        self.values(Field::SanUpn).find(|s| !s.is_empty())
     }
 
     /// Whether `now` (Unix seconds) is inside notBefore..=notAfter.
@@ -165,8 +205,116 @@ impl CertificateInfo {
     }
 }
 
-fn extended_key_usage_oids(eku: &x509_parser::extensions::ExtendedKeyUsage<'_>) -> Vec<String> {
-    let mut oids = Vec::new();
+/// Puts together a [`CertificateInfo`]: the parser's way of building one, and the tests' way
+/// of making one without a certificate.
+#[derive(Debug, Default)]
+pub struct CertificateBuilder {
+    text: String,
+    entries: Vec<Entry>,
+    info: CertificateInfo,
+}
+
+impl CertificateBuilder {
+    fn push(&mut self, text: &str) -> Span {
+        let offset = |len: usize| u32::try_from(len).unwrap_or(u32::MAX);
+        let start = offset(self.text.len());
+        self.text.push_str(text);
+        Span {
+            start,
+            end: offset(self.text.len()),
+        }
+    }
+
+    pub fn subject(&mut self, subject: &str) -> &mut Self {
+        self.info.subject = self.push(subject);
+        self
+    }
+
+    pub fn issuer(&mut self, issuer: &str) -> &mut Self {
+        self.info.issuer = self.push(issuer);
+        self
+    }
+
+    pub fn serial(&mut self, serial: &str) -> &mut Self {
+        self.info.serial = self.push(serial);
+        self
+    }
+
+    pub fn fingerprint(&mut self, fingerprint: &str) -> &mut Self {
+        self.info.fingerprint = self.push(fingerprint);
+        self
+    }
+
+    pub fn validity(&mut self, not_before: i64, not_after: i64) -> &mut Self {
+        self.info.not_before = not_before;
+        self.info.not_after = not_after;
+        self
+    }
+
+    pub fn key_usage(&mut self, bits: KeyUsageBits) -> &mut Self {
+        self.info.key_usage = Some(bits);
+        self
+    }
+
+    /// A subject attribute; `value` is `None` when it is not a string type.
+    pub fn attribute(&mut self, oid: &str, value: Option<&str>) -> &mut Self {
+        let text = self.push(oid);
+        let value = value.map(|v| self.push(v));
+        self.entries.push(Entry {
+            field: None,
+            text,
+            value,
+        });
+        self
+    }
+
+    /// A value of one of the lists.
+    pub fn add(&mut self, field: Field, value: &str) -> &mut Self {
+        let text = self.push(value);
+        self.entries.push(Entry {
+            field: Some(field),
+            text,
+            value: None,
+        });
+        self
+    }
+
+    /// The certificate, in exactly sized allocations. Subject attributes stay before the lists,
+    /// each group in the order it was given.
+    pub fn build(mut self) -> CertificateInfo {
+        self.entries.sort_by_key(|e| e.field.is_some());
+        CertificateInfo {
+            text: self.text.into_boxed_str(),
+            entries: self.entries.into_boxed_slice(),
+            ..self.info
+        }
+    }
+}
+
+fn add_general_name(info: &mut CertificateBuilder, name: &GeneralName<'_>) {
+    match name {
+        GeneralName::RFC822Name(s) => {
+            info.add(Field::SanEmail, s);
+        }
+        GeneralName::DNSName(s) => {
+            info.add(Field::SanDns, s);
+        }
+        GeneralName::URI(s) => {
+            info.add(Field::SanUri, s);
+        }
+        GeneralName::OtherName(oid, value) if oid.to_id_string() == OID_UPN => {
+            if let Some(upn) = other_name_utf8(value) {
+                info.add(Field::SanUpn, upn);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn add_extended_key_usage(
+    info: &mut CertificateBuilder,
+    eku: &x509_parser::extensions::ExtendedKeyUsage<'_>,
+) {
     let flags = [
         (eku.any, "2.5.29.37.0"),
         (eku.server_auth, "1.3.6.1.5.5.7.3.1"),
@@ -178,22 +326,50 @@ fn extended_key_usage_oids(eku: &x509_parser::extensions::ExtendedKeyUsage<'_>) 
     ];
     for (present, oid) in flags {
         if present {
-            oids.push(oid.to_owned());
+            info.add(Field::ExtendedKeyUsage, oid);
         }
     }
-    oids.extend(eku.other.iter().map(|o| o.to_id_string()));
-    oids
+    for oid in &eku.other {
+        info.add(Field::ExtendedKeyUsage, &oid.to_id_string());
+    }
+}
+
+/// The parsed certificates of the live connections of a worker, by the SHA-256 of their DER:
+/// the connections that present one certificate (a browser's parallel connections, every
+/// resumed session) share one parse. Only weak references are kept, so a certificate goes
+/// with its last connection; the entries it leaves are dropped when the map has doubled.
+#[derive(Debug, Default)]
+pub struct ParsedCertificates {
+    by_sha256: HashMap<[u8; 32], Weak<CertificateInfo>>,
+    prune_at: usize,
+}
+
+impl ParsedCertificates {
+    /// The parsed certificate `der`, shared with the other holders of the same certificate.
+    pub fn get_or_parse(&mut self, der: &[u8]) -> Result<Rc<CertificateInfo>, ParseError> {
+        let sha256: [u8; 32] = Sha256::digest(der).into();
+        if let Some(info) = self.by_sha256.get(&sha256).and_then(Weak::upgrade) {
+            return Ok(info);
+        }
+        let info = Rc::new(CertificateInfo::parse(der, &sha256)?);
+        if self.by_sha256.len() >= self.prune_at {
+            self.by_sha256.retain(|_, kept| kept.strong_count() > 0);
+            self.prune_at = (2 * self.by_sha256.len()).max(64);
+        }
+        self.by_sha256.insert(sha256, Rc::downgrade(&info));
+        Ok(info)
+    }
 }
 
 /// The UTF8String inside an otherName value (`[0] EXPLICIT UTF8String`).
-fn other_name_utf8(value: &[u8]) -> Option<String> {
+fn other_name_utf8(value: &[u8]) -> Option<&str> {
     let (_, explicit) = Any::from_der(value).ok()?;
     if explicit.tag() != Tag(0) {
         return None;
     }
     let (_, inner) = Any::from_der(explicit.data).ok()?;
     match inner.tag() {
-        Tag::Utf8String => core::str::from_utf8(inner.data).ok().map(str::to_owned),
+        Tag::Utf8String => core::str::from_utf8(inner.data).ok(),
         _ => None,
     }
 }
@@ -289,8 +465,9 @@ fn write_attribute(out: &mut String, atv: &AttributeTypeAndValue<'_>) {
         Some(text) => escape_rfc4514_value(out, &text),
         None => {
             out.push('#');
-            out.push_str(&hex_lower(
+            out.push_str(&hex(
                 &atv.attr_value().to_der_vec().unwrap_or_default(),
+                HEX_LOWER,
             ));
         }
     }
@@ -322,23 +499,23 @@ pub fn escape_rfc4514_value(out: &mut String, value: &str) {
 /// Serial number as OpenSSL prints it: upper-case hex of the magnitude, at least one byte.
 fn serial_hex(raw: &[u8]) -> String {
     let start = raw.iter().position(|&b| b != 0).unwrap_or(raw.len());
-    let magnitude = &raw[start..];
-    if magnitude.is_empty() {
-        return "00".into();
+    match &raw[start..] {
+        [] => "00".into(),
+        magnitude => hex(magnitude, HEX_UPPER),
     }
-    magnitude.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02X}");
-        s
-    })
 }
 
-pub fn hex_lower(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+const HEX_LOWER: &[u8; 16] = b"0123456789abcdef";
+const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
+
+/// `bytes` in hex with `digits`.
+fn hex(bytes: &[u8], digits: &[u8; 16]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        out.push(char::from(digits[usize::from(b >> 4)]));
+        out.push(char::from(digits[usize::from(b & 0xf)]));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -407,25 +584,31 @@ mod tests {
         let der = der(params);
         let info = CertificateInfo::from_der(&der).unwrap();
         assert_eq!(
-            info.subject,
+            info.subject(),
             "CN=LAST.FIRST.MIDDLE.1234567890,O=U.S. Government,C=US"
         );
-        assert_eq!(info.issuer, info.subject);
-        assert_eq!(info.serial, "0A1B");
-        assert_eq!(info.fingerprint, hex_lower(&Sha256::digest(&der)));
+        assert_eq!(info.issuer(), info.subject());
+        assert_eq!(info.serial(), "0A1B");
+        assert_eq!(info.fingerprint(), hex(&Sha256::digest(&der), HEX_LOWER));
         assert_eq!(info.email(), Some("first.last@mail.mil"));
         assert_eq!(info.upn(), Some("1234567890@mil"));
-        assert_eq!(info.san_uri, vec!["urn:uuid:1".to_owned()]);
-        assert_eq!(info.san_dns, vec!["host.example.org".to_owned()]);
         assert_eq!(
-            info.extended_key_usage,
-            vec![
-                "1.3.6.1.5.5.7.3.2".to_owned(),
-                "1.3.6.1.4.1.311.20.2.2".to_owned()
-            ]
+            info.values(Field::SanUri).collect::<Vec<_>>(),
+            ["urn:uuid:1"]
+        );
+        assert_eq!(
+            info.values(Field::SanDns).collect::<Vec<_>>(),
+            ["host.example.org"]
+        );
+        assert_eq!(
+            info.values(Field::ExtendedKeyUsage).collect::<Vec<_>>(),
+            ["1.3.6.1.5.5.7.3.2", "1.3.6.1.4.1.311.20.2.2"]
         );
         assert_eq!(info.key_usage, Some(0b11));
-        assert_eq!(info.policies, vec!["2.16.840.1.101.2.1.11.42".to_owned()]);
+        assert_eq!(
+            info.values(Field::Policy).collect::<Vec<_>>(),
+            ["2.16.840.1.101.2.1.11.42"]
+        );
         assert!(info.not_before < info.not_after);
     }
 
@@ -447,7 +630,7 @@ mod tests {
         ]);
         let info = CertificateInfo::from_der(&der).unwrap();
         assert_eq!(info.attribute_values(OID_CN).next(), Some("Zoë Ørsted"));
-        assert_eq!(info.subject, "OU=Ops,O=Øst 𝄞,CN=Zoë Ørsted");
+        assert_eq!(info.subject(), "OU=Ops,O=Øst 𝄞,CN=Zoë Ørsted");
     }
 
     #[test]
@@ -458,17 +641,17 @@ mod tests {
         ]);
         let info = CertificateInfo::from_der(&der).unwrap();
         assert_eq!(
-            info.subject,
+            info.subject(),
             "O=tab\\09here\\0D\\0A,CN=\\#Doe\\, \\\"J\\\" \\<j\\+d\\>\\; \\\\\\ "
         );
-        assert!(!info.subject.chars().any(char::is_control));
+        assert!(!info.subject().chars().any(char::is_control));
     }
 
     #[test]
     fn empty_subject() {
         let info = CertificateInfo::from_der(&with_subject(vec![])).unwrap();
-        assert_eq!(info.subject, "");
-        assert!(info.subject_attributes.is_empty());
+        assert_eq!(info.subject(), "");
+        assert!(!info.entries.iter().any(|e| e.field.is_none()));
         assert_eq!(info.email(), None);
     }
 
@@ -481,7 +664,7 @@ mod tests {
         }
         let info = CertificateInfo::from_der(&der).unwrap();
         assert_eq!(info.attribute_values(OID_CN).next(), None);
-        assert_eq!(info.subject, "CN=#0c06ff424144fe00");
+        assert_eq!(info.subject(), "CN=#0c06ff424144fe00");
     }
 
     #[test]
@@ -500,5 +683,72 @@ mod tests {
         assert_eq!(serial_hex(&[0x00, 0x00]), "00");
         assert_eq!(serial_hex(&[]), "00");
         assert_eq!(serial_hex(&[0x00, 0xff, 0x01]), "FF01");
+    }
+
+    #[test]
+    fn builder_keeps_attributes_before_lists_in_given_order() {
+        let mut b = CertificateBuilder::default();
+        b.add(Field::SanEmail, "a@example.org")
+            .attribute(OID_CN, Some("first"))
+            .add(Field::SanEmail, "b@example.org")
+            .attribute("2.5.4.5", None)
+            .attribute(OID_CN, Some("second"))
+            .subject("CN=second+CN=first");
+        let info = b.build();
+        assert_eq!(
+            info.attribute_values(OID_CN).collect::<Vec<_>>(),
+            ["first", "second"]
+        );
+        assert_eq!(info.attribute_values("2.5.4.5").next(), None);
+        assert_eq!(
+            info.values(Field::SanEmail).collect::<Vec<_>>(),
+            ["a@example.org", "b@example.org"]
+        );
+        assert_eq!(info.email(), Some("a@example.org"));
+        assert_eq!(info.subject(), "CN=second+CN=first");
+        assert_eq!(info.issuer(), "");
+    }
+
+    #[test]
+    fn connections_of_one_certificate_share_one_parse() {
+        let alice = with_subject(vec![(DnType::CommonName, "alice".into())]);
+        let bob = with_subject(vec![(DnType::CommonName, "bob".into())]);
+        let mut parsed = ParsedCertificates::default();
+        let first = parsed.get_or_parse(&alice).unwrap();
+        let again = parsed.get_or_parse(&alice).unwrap();
+        assert!(Rc::ptr_eq(&first, &again));
+        let other = parsed.get_or_parse(&bob).unwrap();
+        assert_eq!(other.attribute_values(OID_CN).next(), Some("bob"));
+        assert!(parsed.get_or_parse(b"\x30\x00").is_err());
+
+        // Once its last holder is gone, a certificate is parsed again.
+        drop((first, again));
+        let fresh = parsed.get_or_parse(&alice).unwrap();
+        assert_eq!(fresh.attribute_values(OID_CN).next(), Some("alice"));
+        assert_eq!(Rc::strong_count(&fresh), 1);
+    }
+
+    #[test]
+    fn certificates_of_closed_connections_are_pruned() {
+        let ders: Vec<_> = (0..200)
+            .map(|i| with_subject(vec![(DnType::CommonName, format!("user{i}").into())]))
+            .collect();
+        let mut parsed = ParsedCertificates::default();
+        let kept = parsed.get_or_parse(&ders[0]).unwrap();
+        for der in &ders[1..] {
+            drop(parsed.get_or_parse(der).unwrap());
+            assert!(parsed.by_sha256.len() <= 64);
+        }
+        assert!(parsed.by_sha256.len() < ders.len());
+        // The live one survives every pruning.
+        assert!(Rc::ptr_eq(&kept, &parsed.get_or_parse(&ders[0]).unwrap()));
+    }
+
+    #[test]
+    fn too_large_is_refused() {
+        assert_eq!(
+            CertificateInfo::from_der(&vec![0; MAX_DER_LEN + 1]),
+            Err(ParseError("certificate too large".into()))
+        );
     }
 }

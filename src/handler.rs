@@ -218,7 +218,7 @@ pub fn log_rejection(r: &Request, conf: &LocConf, auth: &RequestAuth, reason: Re
         .as_deref()
         .and_then(|c| identity::resolve(policy.sources(), policy.identity_regex.as_ref(), c).ok())
         .unwrap_or("");
-    let serial = auth.cert.as_deref().map_or("-", |c| c.serial.as_str());
+    let serial = auth.cert.as_deref().map_or("-", CertificateInfo::serial);
     // SAFETY: the request's connection and its log are valid for the request's lifetime.
     let log = unsafe { (*r.connection()).log };
     let detail = auth
@@ -245,7 +245,7 @@ fn satisfy_all(r: &Request) -> bool {
 }
 
 fn log_reauth(r: &Request, auth: &RequestAuth) {
-    let serial = auth.cert.as_deref().map_or("-", |c| c.serial.as_str());
+    let serial = auth.cert.as_deref().map_or("-", CertificateInfo::serial);
     // SAFETY: the request's connection and its log are valid for the request's lifetime.
     let log = unsafe { (*r.connection()).log };
     ngx_log_error!(

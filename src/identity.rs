@@ -4,7 +4,7 @@ use core::fmt;
 
 use regex::Regex;
 
-use crate::cert::{CertificateInfo, OID_CN, OID_UID};
+use crate::cert::{CertificateInfo, Field, OID_CN, OID_UID};
 
 /// Where an identity may be taken from (`auth_cert_identity`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,11 +55,11 @@ impl IdentitySource {
             Self::Cn => cert.attribute_values(OID_CN).find(non_empty),
             Self::Email => cert.email(),
             Self::Upn => cert.upn(),
-            Self::SanDns => cert.san_dns.iter().map(String::as_str).find(non_empty),
-            Self::SanUri => cert.san_uri.iter().map(String::as_str).find(non_empty),
-            Self::Serial => Some(cert.serial.as_str()),
-            Self::Fingerprint => Some(cert.fingerprint.as_str()),
-            Self::Subject => Some(cert.subject.as_str()).filter(non_empty),
+            Self::SanDns => cert.values(Field::SanDns).find(non_empty),
+            Self::SanUri => cert.values(Field::SanUri).find(non_empty),
+            Self::Serial => Some(cert.serial()),
+            Self::Fingerprint => Some(cert.fingerprint()),
+            Self::Subject => Some(cert.subject()).filter(non_empty),
             Self::Oid(oid) => cert.attribute_values(oid).find(non_empty),
         }
     }
@@ -158,23 +158,21 @@ pub fn resolve<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cert::{Attribute, OID_EMAIL};
+    use crate::cert::{CertificateBuilder, OID_EMAIL};
 
-    fn attr(oid: &str, value: &str) -> Attribute {
-        Attribute {
-            oid: oid.into(),
-            value: Some(value.into()),
+    fn builder(attrs: &[(&str, &str)]) -> CertificateBuilder {
+        let mut b = CertificateBuilder::default();
+        b.subject("CN=x")
+            .serial("0A1B")
+            .fingerprint(&"ab".repeat(32));
+        for (oid, value) in attrs {
+            b.attribute(oid, Some(value));
         }
+        b
     }
 
     fn cert(attrs: &[(&str, &str)]) -> CertificateInfo {
-        CertificateInfo {
-            subject: "CN=x".into(),
-            serial: "0A1B".into(),
-            fingerprint: "ab".repeat(32),
-            subject_attributes: attrs.iter().map(|(o, v)| attr(o, v)).collect(),
-            ..Default::default()
-        }
+        builder(attrs).build()
     }
 
     #[test]
@@ -208,19 +206,28 @@ mod tests {
 
     #[test]
     fn email_prefers_subject_then_san() {
-        let mut c = cert(&[]);
-        c.san_email = vec!["san@example.org".into()];
-        assert_eq!(IdentitySource::Email.value(&c), Some("san@example.org"));
-        c.subject_attributes.push(attr(OID_EMAIL, "dn@example.org"));
-        assert_eq!(IdentitySource::Email.value(&c), Some("dn@example.org"));
+        let mut b = builder(&[]);
+        b.add(Field::SanEmail, "san@example.org");
+        assert_eq!(
+            IdentitySource::Email.value(&b.build()),
+            Some("san@example.org")
+        );
+        let mut b = builder(&[]);
+        b.add(Field::SanEmail, "san@example.org")
+            .attribute(OID_EMAIL, Some("dn@example.org"));
+        assert_eq!(
+            IdentitySource::Email.value(&b.build()),
+            Some("dn@example.org")
+        );
     }
 
     #[test]
     fn san_and_fixed_sources() {
-        let mut c = cert(&[]);
-        c.san_upn = vec!["1234567890@mil".into()];
-        c.san_dns = vec!["host.example.org".into()];
-        c.san_uri = vec!["urn:uuid:1".into()];
+        let mut b = builder(&[]);
+        b.add(Field::SanUpn, "1234567890@mil")
+            .add(Field::SanDns, "host.example.org")
+            .add(Field::SanUri, "urn:uuid:1");
+        let c = b.build();
         assert_eq!(IdentitySource::Upn.value(&c), Some("1234567890@mil"));
         assert_eq!(IdentitySource::SanDns.value(&c), Some("host.example.org"));
         assert_eq!(IdentitySource::SanUri.value(&c), Some("urn:uuid:1"));

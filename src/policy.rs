@@ -2,7 +2,7 @@
 
 use regex::Regex;
 
-use crate::cert::{CertificateInfo, KeyUsageBits};
+use crate::cert::{CertificateInfo, Field, KeyUsageBits};
 use crate::identity::{self, IdentityError, IdentityRegex, IdentitySource, DEFAULT_SOURCES};
 use crate::verdict::Reason;
 
@@ -110,21 +110,24 @@ impl Policy {
     /// Everything [`Policy::evaluate`] checks but the time: the same for every request of a
     /// connection, so it can be kept with the connection.
     pub fn judge<'a>(&'a self, cert: &'a CertificateInfo) -> Result<&'a str, Reason> {
-        if !self
-            .eku
-            .iter()
-            .all(|required| cert.extended_key_usage.contains(required))
-        {
+        if !self.eku.iter().all(|required| {
+            cert.values(Field::ExtendedKeyUsage)
+                .any(|eku| eku == required)
+        }) {
             return Err(Reason::Eku);
         }
         if self.key_usage != 0 && cert.key_usage.unwrap_or(0) & self.key_usage != self.key_usage {
             return Err(Reason::KeyUsage);
         }
-        if !self.policies.is_empty() && !self.policies.iter().any(|p| cert.policies.contains(p)) {
+        if !self.policies.is_empty()
+            && !cert
+                .values(Field::Policy)
+                .any(|p| self.policies.iter().any(|wanted| wanted == p))
+        {
             return Err(Reason::Policy);
         }
         if let Some(issuer) = &self.issuer {
-            if !issuer.is_match(&cert.issuer) {
+            if !issuer.is_match(cert.issuer()) {
                 return Err(Reason::Issuer);
             }
         }
@@ -135,31 +138,26 @@ impl Policy {
 
 /// Whether the certificate carries the smartcard logon EKU (for the token's `amr`).
 pub fn is_smartcard(cert: &CertificateInfo) -> bool {
-    cert.extended_key_usage
-        .iter()
+    cert.values(Field::ExtendedKeyUsage)
         .any(|o| o == OID_SMARTCARD_LOGON)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cert::{Attribute, OID_CN};
+    use crate::cert::{CertificateBuilder, OID_CN};
 
     fn cac() -> CertificateInfo {
-        CertificateInfo {
-            subject: "CN=DOE.JOHN.Q.1234567890,OU=USA,OU=PKI,OU=DoD,O=U.S. Government,C=US".into(),
-            issuer: "CN=DOD ID CA-59,OU=PKI,OU=DoD,O=U.S. Government,C=US".into(),
-            not_before: 1_000,
-            not_after: 2_000,
-            subject_attributes: vec![Attribute {
-                oid: OID_CN.into(),
-                value: Some("DOE.JOHN.Q.1234567890".into()),
-            }],
-            extended_key_usage: vec!["1.3.6.1.5.5.7.3.2".into(), OID_SMARTCARD_LOGON.into()],
-            key_usage: Some(0b11),
-            policies: vec!["2.16.840.1.101.2.1.11.42".into()],
-            ..Default::default()
-        }
+        let mut b = CertificateBuilder::default();
+        b.subject("CN=DOE.JOHN.Q.1234567890,OU=USA,OU=PKI,OU=DoD,O=U.S. Government,C=US")
+            .issuer("CN=DOD ID CA-59,OU=PKI,OU=DoD,O=U.S. Government,C=US")
+            .validity(1_000, 2_000)
+            .attribute(OID_CN, Some("DOE.JOHN.Q.1234567890"))
+            .add(Field::ExtendedKeyUsage, "1.3.6.1.5.5.7.3.2")
+            .add(Field::ExtendedKeyUsage, OID_SMARTCARD_LOGON)
+            .key_usage(0b11)
+            .add(Field::Policy, "2.16.840.1.101.2.1.11.42");
+        b.build()
     }
 
     #[test]

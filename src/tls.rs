@@ -2,7 +2,8 @@
 //!
 //! The parsed certificate is stored in the `SSL` object's ex_data, so every request of a
 //! keep-alive connection and every stream of an HTTP/2 connection shares one parse, and
-//! OpenSSL frees it with the connection.
+//! OpenSSL frees it with the connection. The connections of a worker that present the same
+//! certificate share one parse too ([`ParsedCertificates`]).
 
 use core::cell::RefCell;
 use core::ffi::{c_int, c_long, c_void};
@@ -17,7 +18,7 @@ use ngx::ffi::{
     X509_V_OK,
 };
 
-use crate::cert::CertificateInfo;
+use crate::cert::{CertificateInfo, ParsedCertificates};
 use crate::policy::Policy;
 use crate::verdict::Reason;
 
@@ -143,6 +144,11 @@ pub unsafe extern "C" fn free_boxed<T>(
 /// The parsed client certificates of the connections.
 pub static PEERS: ConnectionSlot<PeerCertificate> = ConnectionSlot::new();
 
+thread_local! {
+    /// The certificates of the worker's live connections (a worker runs on one thread).
+    static PARSED: RefCell<ParsedCertificates> = RefCell::default();
+}
+
 /// The client certificate of `ssl`, read on first use; `None` when it cannot be kept.
 ///
 /// # Safety
@@ -173,7 +179,7 @@ unsafe fn read_peer(ssl: *mut SSL) -> PeerCertificate {
         X509_free(x509);
         der
     };
-    let info = CertificateInfo::from_der(&der).ok().map(Rc::new);
+    let info = PARSED.with(|parsed| parsed.borrow_mut().get_or_parse(&der).ok());
     // SAFETY: valid `ssl`; the result is the verification outcome of this session.
     let verified = unsafe { SSL_get_verify_result(ssl) } == X509_V_OK as c_long;
     match (verified, info) {

@@ -595,7 +595,7 @@ pub fn claims(
     };
     claims.insert("amr".into(), json!(amr));
     // RFC 8705 section 3.1: the certificate the token is bound to.
-    if let Some(digest) = hex_bytes(&subject.cert.fingerprint) {
+    if let Some(digest) = hex_bytes(subject.cert.fingerprint()) {
         claims.insert("cnf".into(), json!({ "x5t#S256": b64(&digest) }));
     }
     if let Some(issuer) = &settings.issuer {
@@ -705,7 +705,7 @@ impl PartialEq for CacheKey {
     fn eq(&self, other: &Self) -> bool {
         ptr::eq(self.settings, other.settings)
             && self.identity == other.identity
-            && self.cert.fingerprint == other.cert.fingerprint
+            && self.cert.fingerprint() == other.cert.fingerprint()
             && self.auth_time == other.auth_time
             && self.limit == other.limit
             && self.extra == other.extra
@@ -743,6 +743,7 @@ impl TokenCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cert::{CertificateBuilder, Field};
     use jsonwebtoken::{decode, decode_header, DecodingKey, Validation};
     use std::process::Command;
 
@@ -770,12 +771,20 @@ mod tests {
         genpkey(&["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"])
     }
 
+    fn cert_builder() -> CertificateBuilder {
+        let mut b = CertificateBuilder::default();
+        b.fingerprint(&"00ff".repeat(16)).validity(0, 4_000_000_000);
+        b
+    }
+
     fn cert() -> CertificateInfo {
-        CertificateInfo {
-            fingerprint: "00ff".repeat(16),
-            not_after: 4_000_000_000,
-            ..Default::default()
-        }
+        cert_builder().build()
+    }
+
+    fn with_fingerprint(fingerprint: &str) -> Rc<CertificateInfo> {
+        let mut b = CertificateBuilder::default();
+        b.fingerprint(fingerprint);
+        Rc::new(b.build())
     }
 
     fn jwk_value(settings: &TokenSettings, index: usize) -> Value {
@@ -1090,7 +1099,7 @@ mod tests {
         let mut settings = settings_with(TokenKey::from_pem(&ec(), Some("k1")).unwrap());
         settings.issuer = Some("https://login.example".into());
         settings.audience = Some(vec!["api".into()]);
-        let mut cert = cert();
+        let cert = cert();
         let subject = Subject {
             identity: "jdoe",
             cert: &cert,
@@ -1118,7 +1127,9 @@ mod tests {
         assert_eq!(c["jti"].as_str().unwrap().len(), 22);
 
         settings.audience = Some(vec!["a".into(), "b".into()]);
-        cert.extended_key_usage = vec![policy::OID_SMARTCARD_LOGON.into()];
+        let mut smartcard = cert_builder();
+        smartcard.add(Field::ExtendedKeyUsage, policy::OID_SMARTCARD_LOGON);
+        let cert = smartcard.build();
         let subject = Subject {
             identity: "jdoe",
             cert: &cert,
@@ -1146,10 +1157,7 @@ mod tests {
     fn cache_reuses_until_half_the_lifetime() {
         let settings = settings_with(TokenKey::from_secret(&[3u8; 32], None).unwrap());
         let key = settings.signing_key().unwrap();
-        let cert = Rc::new(CertificateInfo {
-            fingerprint: "ab".repeat(32),
-            ..Default::default()
-        });
+        let cert = with_fingerprint(&"ab".repeat(32));
         let cache_key = |identity: &str| {
             CacheKey::new(
                 &settings,
@@ -1191,17 +1199,11 @@ mod tests {
     fn cache_key_covers_authentication_claims_and_limits() {
         let settings = settings_with(TokenKey::from_secret(&[3u8; 32], None).unwrap());
         let other_settings = settings_with(TokenKey::from_secret(&[4u8; 32], None).unwrap());
-        let cert = |fp: &str| {
-            Rc::new(CertificateInfo {
-                fingerprint: fp.into(),
-                ..Default::default()
-            })
-        };
         let base = || {
             CacheKey::new(
                 &settings,
                 "a".into(),
-                cert("f1"),
+                with_fingerprint("f1"),
                 Some(5),
                 9,
                 vec!["x".into()],
@@ -1218,7 +1220,7 @@ mod tests {
         k.auth_time = Some(6);
         assert_ne!(k, base());
         let mut k = base();
-        k.cert = cert("f2");
+        k.cert = with_fingerprint("f2");
         assert_ne!(k, base());
         let mut k = base();
         k.identity = "b".into();

@@ -7,6 +7,7 @@ use ngx::ffi::{
 use ngx::http::Request;
 
 use crate::age::Decimal;
+use crate::cert::CertificateInfo;
 use crate::handler::{self, RequestAuth};
 
 /// Reads one variable's value out of a request's evaluation.
@@ -24,12 +25,16 @@ const VARIABLES: [(&str, Getter); 13] = [
     }),
     ("auth_cert_identity", |a| a.outcome.as_deref().unwrap_or("")),
     ("auth_cert_subject", |a| {
-        trusted(a).map_or("", |c| &c.subject)
+        trusted(a).map_or("", CertificateInfo::subject)
     }),
-    ("auth_cert_issuer", |a| trusted(a).map_or("", |c| &c.issuer)),
-    ("auth_cert_serial", |a| trusted(a).map_or("", |c| &c.serial)),
+    ("auth_cert_issuer", |a| {
+        trusted(a).map_or("", CertificateInfo::issuer)
+    }),
+    ("auth_cert_serial", |a| {
+        trusted(a).map_or("", CertificateInfo::serial)
+    }),
     ("auth_cert_fingerprint", |a| {
-        trusted(a).map_or("", |c| &c.fingerprint)
+        trusted(a).map_or("", CertificateInfo::fingerprint)
     }),
     ("auth_cert_email", |a| {
         trusted(a).and_then(|c| c.email()).unwrap_or("")
@@ -59,7 +64,7 @@ fn decimal(value: Option<i64>) -> Decimal {
 }
 
 /// The certificate's facts, when its chain verified.
-fn trusted(auth: &RequestAuth) -> Option<&crate::cert::CertificateInfo> {
+fn trusted(auth: &RequestAuth) -> Option<&CertificateInfo> {
     auth.cert.as_deref().filter(|_| auth.trusted)
 }
 
