@@ -158,7 +158,7 @@ $pki->cert('noid', issuer => 'ca', subject => '/O=Example/OU=Robots');
 $pki->ca('rogue', subject => '/CN=Rogue CA');
 $pki->cert('stranger', issuer => 'rogue', subject => '/UID=admin/CN=Mallory');
 
-$t->try_run('no auth_cert')->plan(33);
+$t->try_run('no auth_cert')->plan(37);
 
 ###############################################################################
 
@@ -176,6 +176,30 @@ EOF
 		PeerAddr => '127.0.0.1:' . port($port),
 		$cert ? (SSL_cert_file => "$d/$cert.crt", SSL_key_file => "$d/$cert.key") : (),
 		%opts);
+}
+
+# One keep-alive response (headers and Content-Length bytes) from socket $s.
+sub read_response {
+	my ($s) = @_;
+	my $r = '';
+	eval {
+		local $SIG{ALRM} = sub { die "timeout\n" };
+		alarm(5);
+		while ($r !~ /\x0d\x0a\x0d\x0a/ || length($r) < response_length($r)) {
+			$s->sysread(my $buf, 4096) or last;
+			$r .= $buf;
+		}
+		alarm(0);
+	};
+	alarm(0);
+	return $r;
+}
+
+sub response_length {
+	my ($r) = @_;
+	my ($head) = $r =~ /^(.*?\x0d\x0a\x0d\x0a)/s or return 0;
+	my ($length) = $head =~ /^Content-Length: (\d+)/mi;
+	return length($head) + ($length // 0);
 }
 
 sub status { ($_[0] // '') =~ m!^HTTP/1\.\d (\d{3})! ? $1 : 'none' }
@@ -268,6 +292,28 @@ Connection: close
 EOF
 like($r, qr/user=jdoe auth=ok.*user=John Doe auth=ok.*user=jdoe auth=ok/s,
 	'one connection, each location its own identity sources');
+
+# Connections presenting the same certificate share its parse: one that stays open keeps
+# its identity while another with the same certificate comes and goes.
+
+my $s = http(<<EOF, start => 1, SSL => 1, SSL_cert_file => "$d/uid.crt",
+GET /on/ HTTP/1.1
+Host: localhost
+
+EOF
+	SSL_key_file => "$d/uid.key");
+like(read_response($s), qr/^user=jdoe auth=ok/m, 'shared parse: first connection');
+like(get('/on/', cert => 'cn'), qr/^user=Jane Roe auth=ok/m,
+	'shared parse: another certificate meanwhile');
+like(get('/on/', cert => 'uid'), qr/^user=jdoe auth=ok\/ cert=$uid_serial\|$uid_fp /m,
+	'shared parse: second connection with the same certificate');
+like(http(<<EOF, socket => $s), qr/^user=jdoe auth=ok\/ cert=$uid_serial\|$uid_fp /m,
+GET /on/ HTTP/1.1
+Host: localhost
+Connection: close
+
+EOF
+	'shared parse: first connection after the second has closed');
 
 # log lines
 
