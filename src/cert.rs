@@ -7,7 +7,7 @@
 //! per certificate, whatever the number of values.
 
 use core::fmt::{self, Write as _};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::rc::{Rc, Weak};
 
 use sha2::{Digest, Sha256};
@@ -334,29 +334,48 @@ fn add_extended_key_usage(
     }
 }
 
-/// The parsed certificates of the live connections of a worker, by the SHA-256 of their DER:
-/// the connections that present one certificate (a browser's parallel connections, every
-/// resumed session) share one parse. Only weak references are kept, so a certificate goes
-/// with its last connection; the entries it leaves are dropped when the map has doubled.
+/// The parsed certificates of a worker, by the SHA-256 of their DER: the connections that
+/// present one certificate (a browser's parallel connections, every resumed session) share
+/// one parse. A certificate is kept while a connection holds it and, beyond that, while it is
+/// among the last [`RECENT_CERTIFICATES`] met, so that a client coming back finds its parse;
+/// the map's entries of certificates gone are dropped whenever the map has doubled.
 #[derive(Debug, Default)]
 pub struct ParsedCertificates {
     by_sha256: HashMap<[u8; 32], Weak<CertificateInfo>>,
+    recent: VecDeque<Rc<CertificateInfo>>,
     prune_at: usize,
 }
+
+/// How many recently met certificates [`ParsedCertificates`] keeps: a bound on the memory it
+/// holds beyond the live connections (a few hundred bytes each).
+pub const RECENT_CERTIFICATES: usize = 256;
 
 impl ParsedCertificates {
     /// The parsed certificate `der`, shared with the other holders of the same certificate.
     pub fn get_or_parse(&mut self, der: &[u8]) -> Result<Rc<CertificateInfo>, ParseError> {
         let sha256: [u8; 32] = Sha256::digest(der).into();
-        if let Some(info) = self.by_sha256.get(&sha256).and_then(Weak::upgrade) {
-            return Ok(info);
+        let info = match self.by_sha256.get(&sha256).and_then(Weak::upgrade) {
+            Some(info) => info,
+            None => {
+                let info = Rc::new(CertificateInfo::parse(der, &sha256)?);
+                if self.by_sha256.len() >= self.prune_at {
+                    self.by_sha256.retain(|_, kept| kept.strong_count() > 0);
+                    self.prune_at = (2 * self.by_sha256.len()).max(2 * RECENT_CERTIFICATES);
+                }
+                self.by_sha256.insert(sha256, Rc::downgrade(&info));
+                info
+            }
+        };
+        if !self
+            .recent
+            .back()
+            .is_some_and(|last| Rc::ptr_eq(last, &info))
+        {
+            if self.recent.len() == RECENT_CERTIFICATES {
+                self.recent.pop_front();
+            }
+            self.recent.push_back(info.clone());
         }
-        let info = Rc::new(CertificateInfo::parse(der, &sha256)?);
-        if self.by_sha256.len() >= self.prune_at {
-            self.by_sha256.retain(|_, kept| kept.strong_count() > 0);
-            self.prune_at = (2 * self.by_sha256.len()).max(64);
-        }
-        self.by_sha256.insert(sha256, Rc::downgrade(&info));
         Ok(info)
     }
 }
@@ -721,27 +740,36 @@ mod tests {
         assert_eq!(other.attribute_values(OID_CN).next(), Some("bob"));
         assert!(parsed.get_or_parse(b"\x30\x00").is_err());
 
-        // Once its last holder is gone, a certificate is parsed again.
+        // A client coming back after its connections closed finds its parse.
+        let address = Rc::as_ptr(&first);
         drop((first, again));
-        let fresh = parsed.get_or_parse(&alice).unwrap();
-        assert_eq!(fresh.attribute_values(OID_CN).next(), Some("alice"));
-        assert_eq!(Rc::strong_count(&fresh), 1);
+        assert_eq!(Rc::as_ptr(&parsed.get_or_parse(&alice).unwrap()), address);
     }
 
     #[test]
-    fn certificates_of_closed_connections_are_pruned() {
-        let ders: Vec<_> = (0..200)
+    fn only_recent_and_live_certificates_are_kept() {
+        let ders: Vec<_> = (0..3 * RECENT_CERTIFICATES)
             .map(|i| with_subject(vec![(DnType::CommonName, format!("user{i}").into())]))
             .collect();
         let mut parsed = ParsedCertificates::default();
-        let kept = parsed.get_or_parse(&ders[0]).unwrap();
-        for der in &ders[1..] {
+        let live = parsed.get_or_parse(&ders[0]).unwrap();
+        let gone = Rc::downgrade(&parsed.get_or_parse(&ders[1]).unwrap());
+        for der in &ders[2..] {
             drop(parsed.get_or_parse(der).unwrap());
-            assert!(parsed.by_sha256.len() <= 64);
+            assert!(parsed.recent.len() <= RECENT_CERTIFICATES);
+            assert!(parsed.by_sha256.len() <= 4 * RECENT_CERTIFICATES);
         }
+        // Out of the recent ones and held by nobody: freed, and its entry pruned.
+        assert_eq!(gone.strong_count(), 0);
         assert!(parsed.by_sha256.len() < ders.len());
-        // The live one survives every pruning.
-        assert!(Rc::ptr_eq(&kept, &parsed.get_or_parse(&ders[0]).unwrap()));
+        // Among the recent ones: still shared.
+        let last = Rc::as_ptr(parsed.recent.back().unwrap());
+        assert_eq!(
+            Rc::as_ptr(&parsed.get_or_parse(&ders[ders.len() - 1]).unwrap()),
+            last
+        );
+        // Held by a connection: still shared.
+        assert!(Rc::ptr_eq(&live, &parsed.get_or_parse(&ders[0]).unwrap()));
     }
 
     #[test]
