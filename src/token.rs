@@ -2,8 +2,9 @@
 //! that reuses a token on a connection.
 //!
 //! Nothing here knows nginx: the module hands in key file bytes, the authenticated certificate,
-//! the evaluated extra claims and the time, and gets back tokens and JSON documents. Signing and
-//! key parsing are done by `jsonwebtoken` and the RustCrypto crates.
+//! the evaluated extra claims and the time, and gets back tokens and JSON documents. Keys are
+//! parsed once, at configuration time, by the RustCrypto crates, which also sign; a token is
+//! the JWS compact serialization of a fixed header and the claims (RFC 7515 section 7.1).
 
 use core::ptr;
 use std::path::Path;
@@ -12,10 +13,12 @@ use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use hmac::{Hmac, Mac as _};
 use p256::elliptic_curve::sec1::ToEncodedPoint as _;
-use p256::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _, PrivateKeyInfo};
-use rsa::pkcs1::{DecodeRsaPrivateKey as _, EncodeRsaPrivateKey as _};
+use p256::pkcs8::{DecodePrivateKey as _, PrivateKeyInfo};
+use rsa::pkcs1::DecodeRsaPrivateKey as _;
+use rsa::rand_core::OsRng;
+use rsa::signature::{RandomizedSigner as _, SignatureEncoding as _, Signer as _};
 use rsa::traits::PublicKeyParts as _;
 use serde_json::{json, Map, Value};
 use sha2::{Digest as _, Sha256};
@@ -102,13 +105,78 @@ fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// The JWS algorithms of the keys the module signs with (RFC 7518, RFC 8037).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    Es256,
+    EdDsa,
+    Rs256,
+    Hs256,
+}
+
+impl Algorithm {
+    /// The `alg` of the JOSE header and of the JWKS.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Es256 => "ES256",
+            Self::EdDsa => "EdDSA",
+            Self::Rs256 => "RS256",
+            Self::Hs256 => "HS256",
+        }
+    }
+}
+
+/// A private key or secret, parsed once, ready to sign.
+enum SigningKey {
+    Es256(p256::ecdsa::SigningKey),
+    EdDsa(ed25519_dalek::SigningKey),
+    Rs256(rsa::pkcs1v15::SigningKey<Sha256>),
+    Hs256(Hmac<Sha256>),
+}
+
+impl SigningKey {
+    fn algorithm(&self) -> Algorithm {
+        match self {
+            Self::Es256(_) => Algorithm::Es256,
+            Self::EdDsa(_) => Algorithm::EdDsa,
+            Self::Rs256(_) => Algorithm::Rs256,
+            Self::Hs256(_) => Algorithm::Hs256,
+        }
+    }
+
+    /// The JWS signature of `message`.
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String> {
+        let failed = |e: rsa::signature::Error| format!("signing failed: {e}");
+        Ok(match self {
+            // RFC 7518 section 3.4: R and S, 32 bytes each; RFC 6979 deterministic nonces.
+            Self::Es256(key) => {
+                let signature: p256::ecdsa::Signature = key.try_sign(message).map_err(failed)?;
+                signature.to_bytes().to_vec()
+            }
+            Self::EdDsa(key) => key.sign(message).to_bytes().to_vec(),
+            // With a random blinding factor against timing attacks on the private key.
+            Self::Rs256(key) => key
+                .try_sign_with_rng(&mut OsRng, message)
+                .map_err(failed)?
+                .to_vec(),
+            Self::Hs256(mac) => {
+                let mut mac = mac.clone();
+                mac.update(message);
+                mac.finalize().into_bytes().to_vec()
+            }
+        })
+    }
+}
+
 /// One key of `auth_cert_token_key`.
 pub struct TokenKey {
     pub kid: String,
     pub algorithm: Algorithm,
     /// RFC 7638 thumbprint of the key, also the default `kid`.
     pub thumbprint: String,
-    encoding: EncodingKey,
+    signing: SigningKey,
+    /// The JOSE header of every token signed with this key, base64url-encoded.
+    header: String,
     /// What the JWKS publishes besides `kid`, `alg` and `use`; `None` for an HMAC secret.
     public: Option<Map<String, Value>>,
 }
@@ -145,7 +213,7 @@ impl TokenKey {
             );
         };
         let der = block.contents();
-        let (algorithm, encoding, jwk) = match block.tag() {
+        let (signing, jwk) = match block.tag() {
             "EC PRIVATE KEY" => ec_key(
                 p256::SecretKey::from_sec1_der(der)
                     .map_err(|_| "not a valid P-256 EC private key")?,
@@ -156,7 +224,7 @@ impl TokenKey {
             )?,
             _ => pkcs8_key(der)?,
         };
-        Ok(Self::new(algorithm, encoding, &jwk, kid))
+        Ok(Self::new(signing, &jwk, kid))
     }
 
     /// An HMAC secret: the raw bytes of a file, used as they are.
@@ -168,21 +236,21 @@ impl TokenKey {
             ));
         }
         let jwk = Jwk::Oct { k: b64(secret) };
-        Ok(Self::new(
-            Algorithm::HS256,
-            EncodingKey::from_secret(secret),
-            &jwk,
-            kid,
-        ))
+        let mac = Hmac::<Sha256>::new_from_slice(secret).map_err(|e| e.to_string())?;
+        Ok(Self::new(SigningKey::Hs256(mac), &jwk, kid))
     }
 
-    fn new(algorithm: Algorithm, encoding: EncodingKey, jwk: &Jwk, kid: Option<&str>) -> Self {
+    fn new(signing: SigningKey, jwk: &Jwk, kid: Option<&str>) -> Self {
         let thumbprint = jwk.thumbprint();
+        let kid = kid.map_or_else(|| thumbprint.clone(), str::to_owned);
+        let algorithm = signing.algorithm();
+        let header = json!({"typ": "JWT", "alg": algorithm.name(), "kid": kid});
         Self {
-            kid: kid.map_or_else(|| thumbprint.clone(), str::to_owned),
+            header: b64(header.to_string().as_bytes()),
+            kid,
             algorithm,
             thumbprint,
-            encoding,
+            signing,
             public: jwk.public_members(),
         }
     }
@@ -194,34 +262,25 @@ impl TokenKey {
 
     /// Signs `claims` with this key; the header names the key by `kid`.
     pub fn sign(&self, claims: &Map<String, Value>) -> Result<String, String> {
-        let mut header = Header::new(self.algorithm);
-        header.kid = Some(self.kid.clone());
-        jsonwebtoken::encode(&header, claims, &self.encoding)
-            .map_err(|e| format!("signing failed: {e}"))
+        let payload = serde_json::to_vec(claims).map_err(|e| e.to_string())?;
+        let mut token = format!("{}.{}", self.header, b64(&payload));
+        let signature = self.signing.sign(token.as_bytes())?;
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(signature, &mut token);
+        Ok(token)
     }
 
     /// This key's JWKS entry.
     fn jwk(&self) -> Option<Value> {
         let mut members = self.public.clone()?;
         members.insert("kid".into(), self.kid.clone().into());
-        members.insert("alg".into(), algorithm_name(self.algorithm).into());
+        members.insert("alg".into(), self.algorithm.name().into());
         members.insert("use".into(), "sig".into());
         Some(Value::Object(members))
     }
 }
 
-fn algorithm_name(algorithm: Algorithm) -> &'static str {
-    match algorithm {
-        Algorithm::ES256 => "ES256",
-        Algorithm::EdDSA => "EdDSA",
-        Algorithm::RS256 => "RS256",
-        Algorithm::HS256 => "HS256",
-        // The loaders above make no other algorithm.
-        _ => "none",
-    }
-}
-
-type LoadedKey = (Algorithm, EncodingKey, Jwk);
+type LoadedKey = (SigningKey, Jwk);
 
 fn pkcs8_key(der: &[u8]) -> Result<LoadedKey, String> {
     let info =
@@ -243,7 +302,8 @@ fn pkcs8_key(der: &[u8]) -> Result<LoadedKey, String> {
             ec_key(p256::SecretKey::from_pkcs8_der(der).map_err(|e| e.to_string())?)
         }
         OID_ED25519 => {
-            ed25519_key(&ed25519_dalek::SigningKey::from_pkcs8_der(der).map_err(|e| e.to_string())?)
+            let key = ed25519_dalek::SigningKey::from_pkcs8_der(der).map_err(|e| e.to_string())?;
+            Ok(ed25519_key(key))
         }
         OID_RSA => rsa_key(rsa::RsaPrivateKey::from_pkcs8_der(der).map_err(|e| e.to_string())?),
         _ => Err(format!(
@@ -261,14 +321,12 @@ fn unsupported_name(oid: &str) -> String {
 }
 
 fn ec_key(key: p256::SecretKey) -> Result<LoadedKey, String> {
-    let der = key.to_pkcs8_der().map_err(|e| e.to_string())?;
     let point = key.public_key().to_encoded_point(false);
     let (Some(x), Some(y)) = (point.x(), point.y()) else {
         return Err("invalid P-256 public point".into());
     };
     Ok((
-        Algorithm::ES256,
-        EncodingKey::from_ec_der(der.as_bytes()),
+        SigningKey::Es256(key.into()),
         Jwk::Ec {
             x: b64(x),
             y: b64(y),
@@ -276,15 +334,11 @@ fn ec_key(key: p256::SecretKey) -> Result<LoadedKey, String> {
     ))
 }
 
-fn ed25519_key(key: &ed25519_dalek::SigningKey) -> Result<LoadedKey, String> {
-    let der = key.to_pkcs8_der().map_err(|e| e.to_string())?;
-    Ok((
-        Algorithm::EdDSA,
-        EncodingKey::from_ed_der(der.as_bytes()),
-        Jwk::Okp {
-            x: b64(key.verifying_key().as_bytes()),
-        },
-    ))
+fn ed25519_key(key: ed25519_dalek::SigningKey) -> LoadedKey {
+    let jwk = Jwk::Okp {
+        x: b64(key.verifying_key().as_bytes()),
+    };
+    (SigningKey::EdDsa(key), jwk)
 }
 
 fn rsa_key(key: rsa::RsaPrivateKey) -> Result<LoadedKey, String> {
@@ -296,15 +350,11 @@ fn rsa_key(key: rsa::RsaPrivateKey) -> Result<LoadedKey, String> {
     }
     key.validate()
         .map_err(|e| format!("not a valid RSA private key: {e}"))?;
-    let der = key.to_pkcs1_der().map_err(|e| e.to_string())?;
-    Ok((
-        Algorithm::RS256,
-        EncodingKey::from_rsa_der(der.as_bytes()),
-        Jwk::Rsa {
-            n: b64(&key.n().to_bytes_be()),
-            e: b64(&key.e().to_bytes_be()),
-        },
-    ))
+    let jwk = Jwk::Rsa {
+        n: b64(&key.n().to_bytes_be()),
+        e: b64(&key.e().to_bytes_be()),
+    };
+    Ok((SigningKey::Rs256(rsa::pkcs1v15::SigningKey::new(key)), jwk))
 }
 
 /// `auth_cert_login`: how the login endpoint hands out the token.
@@ -744,7 +794,7 @@ impl TokenCache {
 mod tests {
     use super::*;
     use crate::cert::{CertificateBuilder, Field};
-    use jsonwebtoken::{decode, decode_header, DecodingKey, Validation};
+    use jsonwebtoken::{decode, decode_header, Algorithm as Alg, DecodingKey, Validation};
     use std::process::Command;
 
     /// Makes a key with the openssl command, as an administrator would.
@@ -797,7 +847,7 @@ mod tests {
         DecodingKey::from_jwk(&jwk).unwrap()
     }
 
-    fn verify(token: &str, key: &DecodingKey, alg: Algorithm) -> Map<String, Value> {
+    fn verify(token: &str, key: &DecodingKey, alg: Alg) -> Map<String, Value> {
         let mut validation = Validation::new(alg);
         // Fixed test times lie in the past; expiry is checked by the .t tests.
         validation.validate_exp = false;
@@ -815,13 +865,13 @@ mod tests {
         }
     }
 
-    fn sign_and_verify(pem: &[u8], alg: Algorithm, kty: &str) {
+    fn sign_and_verify(pem: &[u8], alg: Alg, kty: &str) {
         let key = TokenKey::from_pem(pem, None).unwrap();
-        assert_eq!(key.algorithm, alg);
+        assert_eq!(key.algorithm.name(), format!("{alg:?}"));
         let settings = settings_with(key);
         let jwk = jwk_value(&settings, 0);
         assert_eq!(jwk["kty"], kty);
-        assert_eq!(jwk["alg"], algorithm_name(alg));
+        assert_eq!(jwk["alg"], format!("{alg:?}"));
         assert_eq!(jwk["use"], "sig");
         let key = settings.signing_key().unwrap();
         assert_eq!(jwk["kid"], key.thumbprint.as_str());
@@ -852,24 +902,20 @@ mod tests {
 
     #[test]
     fn es256_from_pkcs8_and_sec1() {
-        sign_and_verify(&ec(), Algorithm::ES256, "EC");
+        sign_and_verify(&ec(), Alg::ES256, "EC");
         let sec1 = openssl_key(&["ecparam", "-genkey", "-name", "prime256v1"]);
-        sign_and_verify(&sec1, Algorithm::ES256, "EC");
+        sign_and_verify(&sec1, Alg::ES256, "EC");
     }
 
     #[test]
     fn eddsa_from_pkcs8() {
-        sign_and_verify(
-            &genpkey(&["-algorithm", "ED25519"]),
-            Algorithm::EdDSA,
-            "OKP",
-        );
+        sign_and_verify(&genpkey(&["-algorithm", "ED25519"]), Alg::EdDSA, "OKP");
     }
 
     #[test]
     fn rs256_from_pkcs8_and_pkcs1() {
         let pem = genpkey(&["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"]);
-        sign_and_verify(&pem, Algorithm::RS256, "RSA");
+        sign_and_verify(&pem, Alg::RS256, "RSA");
         let dir = std::env::temp_dir().join(format!("token-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("rsa.key");
@@ -877,7 +923,7 @@ mod tests {
         let pkcs1 = openssl_key(&["rsa", "-traditional", "-in", file.to_str().unwrap()]);
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(String::from_utf8_lossy(&pkcs1).contains("RSA PRIVATE KEY"));
-        sign_and_verify(&pkcs1, Algorithm::RS256, "RSA");
+        sign_and_verify(&pkcs1, Alg::RS256, "RSA");
     }
 
     #[test]
@@ -897,7 +943,7 @@ mod tests {
         let claims = verify(
             &issued.token,
             &DecodingKey::from_secret(&secret),
-            Algorithm::HS256,
+            Alg::HS256,
         );
         assert_eq!(claims["sub"], "jdoe");
         assert!(claims.get("auth_time").is_none());
@@ -967,7 +1013,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.signing_key().unwrap().kid, "one");
-        assert_eq!(s.keys[1].algorithm, Algorithm::HS256);
+        assert_eq!(s.keys[1].algorithm, Algorithm::Hs256);
 
         let err = s
             .apply("auth_cert_token_key", &["keys/ec.key", "kid=one"], &dir)
@@ -1112,7 +1158,7 @@ mod tests {
         let c = verify(
             &issued.token,
             &decoding_key(&jwk_value(&settings, 0)),
-            Algorithm::ES256,
+            Alg::ES256,
         );
         assert_eq!(c["sub"], "jdoe");
         assert_eq!(c["iat"], 1_700_000_010);
