@@ -113,6 +113,13 @@ TARGETS = {
 }
 LOGIN_TARGET = 20.0
 MEMORY_TARGET = 1024  # bytes per connection added by the module
+# The memory test's kinds (report.MEMORY_KINDS names them): every connection presents the same
+# client certificate, which the module may parse once for all of them, or each its own, the
+# worst case.
+SAME_CERTIFICATE = "same_certificate"
+CERTIFICATE_PER_CONNECTION = "certificate_per_connection"
+MEMORY_CONFIGS = {SAME_CERTIFICATE: ("baseline", "identity", "identity_age", "token_es256"),
+                  CERTIFICATE_PER_CONNECTION: ("baseline", "identity", "identity_age")}
 
 CLIENT_CONNECTIONS = 32  # -c of the HTTP/1.1 scenarios
 
@@ -194,6 +201,69 @@ def make_pki(d: Path):
     openssl("genpkey", "-algorithm", "ED25519", "-out", keys / "eddsa.pem")
     openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
             "-out", keys / "rs256.pem")
+
+
+def make_clients(pki: Path, n):
+    """N client certificates for the memory test with a certificate per connection, in
+    pki/many/0000.crt, ...: like the client certificate (its key, issuer and extensions) but
+    each with its own subject UID and serial. Issued by issue_clients in one process of
+    BENCH_PYTHON, which has `cryptography` (this script's python may not): the openssl CLI
+    would take about 20 s for 1000."""
+    python = os.environ.get("BENCH_PYTHON")
+    if not python:
+        raise BenchError("BENCH_PYTHON (a python with cryptography) unset")
+    result = subprocess.run(
+        [python, "-c", "import sys, bench; bench.issue_clients(sys.argv[1], int(sys.argv[2]))",
+         str(pki), str(n)], cwd=HERE, text=True, capture_output=True)
+    if result.returncode:
+        raise BenchError(f"issuing {n} client certificates failed: {result.stderr.strip()[-500:]}")
+
+
+def issue_clients(pki, n):
+    """make_clients' work, run by BENCH_PYTHON. The extensions are those openssl gives the
+    client certificate (make_pki), so that the module parses the same amount per connection."""
+    import datetime
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    pki = Path(pki)
+    ca = x509.load_pem_x509_certificate((pki / "ca.crt").read_bytes())
+    ca_key = serialization.load_pem_private_key((pki / "ca.key").read_bytes(), None)
+    key = serialization.load_pem_private_key((pki / "client.key").read_bytes(), None)
+    extensions = [
+        x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]),
+        x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                      data_encipherment=False, key_agreement=False, key_cert_sign=False,
+                      crl_sign=False, encipher_only=False, decipher_only=False),
+        x509.CertificatePolicies([x509.PolicyInformation(x509.ObjectIdentifier(POLICY_OID),
+                                                         None)]),
+        x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+        x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+    ]
+    now = datetime.datetime.now(datetime.timezone.utc)
+    out = pki / "many"
+    out.mkdir(exist_ok=True)
+    for i in range(n):
+        subject = x509.Name([
+            x509.NameAttribute(NameOID.DOMAIN_COMPONENT, "org"),
+            x509.NameAttribute(NameOID.DOMAIN_COMPONENT, "example"),
+            x509.NameAttribute(NameOID.USER_ID, client_uid(i)),
+            x509.NameAttribute(NameOID.COMMON_NAME, "Alice Example"),
+        ])
+        builder = x509.CertificateBuilder().subject_name(subject).issuer_name(ca.subject) \
+            .public_key(key.public_key()).serial_number(x509.random_serial_number()) \
+            .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=30))
+        for extension in extensions:
+            builder = builder.add_extension(extension, critical=False)
+        cert = builder.sign(ca_key, hashes.SHA256())
+        (out / f"{i:04}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def client_uid(i):
+    """Letters only, as the policy configuration's identity regex wants, and as long as
+    "alice": "uaaaa", "uaaab", ..."""
+    return "u" + "".join(chr(ord("a") + i // 26 ** k % 26) for k in (3, 2, 1, 0))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -634,23 +704,29 @@ class Bench:
                         record["reference_rps"] = statistics.mean(around)
 
 
-def measure_memory(bench: Bench, configs, cpu):
+def measure_memory(bench: Bench, measurements, cpu):
     """Worker RSS before and after opening N idle keep-alive client-certificate connections
-    (one request each), on a fresh nginx for every measurement."""
+    (one request each), on a fresh nginx for every measurement. `measurements`: (kind,
+    configuration) pairs, in reverse order every other round."""
     results = []
     for round_no in range(1, bench.args.memory_rounds + 1):
-        order = configs if round_no % 2 else list(reversed(configs))
-        for config in order:
+        order = measurements if round_no % 2 else list(reversed(measurements))
+        for kind, config in order:
             try:
-                results.append(memory_one(bench, config, cpu, round_no))
+                results.append(memory_one(bench, config, kind, cpu, round_no))
             except (BenchError, subprocess.CalledProcessError, OSError) as e:
-                warn(f"memory {config.name} round {round_no} FAILED: {e}")
-                bench.failures.append(f"memory {config.name} round {round_no}: {e}")
+                what = f"memory {config.name} ({report.MEMORY_KINDS[kind]}) round {round_no}"
+                warn(f"{what} FAILED: {e}")
+                bench.failures.append(f"{what}: {e}")
     return results
 
 
-def memory_one(bench: Bench, config: Config, cpu, round_no):
+def memory_one(bench: Bench, config: Config, kind, cpu, round_no):
     n = bench.args.connections
+    if kind == SAME_CERTIFICATE:
+        mode, cert = "idle", bench.pki / "client.crt"
+    else:
+        mode, cert = "idle-many", bench.pki / "many"
     worker = bench.nginx.start(nginx_conf(bench.available, bench.ports, cpu))
     client = None
     try:
@@ -659,9 +735,9 @@ def memory_one(bench: Bench, config: Config, cpu, round_no):
         time.sleep(0.3)
         before = rss_bytes(worker)
         client = subprocess.Popen(
-            [sys.executable, str(HERE / "client.py"), "idle", str(n), "127.0.0.1",
-             str(bench.ports.full), f"/{config.name}", str(bench.pki / "ca.crt"),
-             str(bench.pki / "client.crt"), str(bench.pki / "client.key")],
+            [sys.executable, str(HERE / "client.py"), mode, str(n), "127.0.0.1",
+             str(bench.ports.full), f"/{config.name}", str(bench.pki / "ca.crt"), str(cert),
+             str(bench.pki / "client.key")],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
             preexec_fn=raise_nofile)
         if client.stdout.readline().strip() != "ready":
@@ -675,10 +751,10 @@ def memory_one(bench: Bench, config: Config, cpu, round_no):
             client.kill()
         bench.nginx.stop()
     per_conn = (after - before) / n
-    print(f"  round {round_no} {config.name:13} RSS {before / 1024:8.0f} KiB -> "
-          f"{after / 1024:8.0f} KiB with {n} idle connections: "
+    print(f"  round {round_no} {config.name:13} {report.MEMORY_KINDS[kind]:35} "
+          f"RSS {before / 1024:8.0f} KiB -> {after / 1024:8.0f} KiB: "
           f"{per_conn:7.0f} bytes per connection", flush=True)
-    return {"config": config.name, "round": round_no, "connections": n,
+    return {"config": config.name, "kind": kind, "round": round_no, "connections": n,
             "rss_before": before, "rss_after": after, "bytes_per_connection": per_conn}
 
 
@@ -835,13 +911,17 @@ def summarize(data):
     data["summary"] = rows
     memory = {}
     for m in data.get("memory") or []:
-        memory.setdefault(m["config"], []).append(m["bytes_per_connection"])
+        # Results from before the certificate per connection have no kind.
+        kind = m.get("kind", SAME_CERTIFICATE)
+        memory.setdefault((kind, m["config"]), []).append(m["bytes_per_connection"])
     mem_rows = []
-    base = statistics.median(memory["baseline"]) if memory.get("baseline") else None
-    for config, values in memory.items():
-        row = {"config": config, "bytes_per_connection": statistics.median(values)}
-        if base is not None and config != "baseline":
-            row["added_bytes_per_connection"] = row["bytes_per_connection"] - base
+    kinds = list(report.MEMORY_KINDS)
+    for (kind, config), values in sorted(memory.items(), key=lambda m: kinds.index(m[0][0])):
+        row = {"config": config, "kind": kind, "bytes_per_connection": statistics.median(values)}
+        base = memory.get((kind, "baseline"))
+        if base and config != "baseline":
+            row["added_bytes_per_connection"] = row["bytes_per_connection"] - \
+                statistics.median(base)
             row["target"] = MEMORY_TARGET
             row["met"] = row["added_bytes_per_connection"] <= MEMORY_TARGET
         mem_rows.append(row)
@@ -976,10 +1056,12 @@ def main():
         login.stop()
         data["runs"] = bench.runs
         if "memory" not in args.skip:
-            mem_configs = [c for c in plain if c.name in ("baseline", "identity", "identity_age",
-                                                          "token_es256")]
-            say(f"memory: worker RSS with {args.connections} idle keep-alive connections")
-            data["memory"] = measure_memory(bench, mem_configs, server_cpu)
+            say(f"memory: worker RSS with {args.connections} idle keep-alive connections, "
+                "with one client certificate for all and with one each")
+            make_clients(pki, args.connections)
+            measurements = [(kind, c) for kind, names in MEMORY_CONFIGS.items()
+                            for c in plain if c.name in names]
+            data["memory"] = measure_memory(bench, measurements, server_cpu)
         if "callgrind" not in args.skip:
             cg_configs = plain
             say("callgrind: instructions per keep-alive request and per new connection")

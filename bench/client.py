@@ -3,6 +3,9 @@
   client.py idle  N  HOST PORT PATH CA CERT KEY
       opens N keep-alive connections with the client certificate, sends one request on each,
       prints "ready" and keeps them open until stdin closes.
+  client.py idle-many N HOST PORT PATH CA CERTDIR KEY
+      the same, connection i presenting its own certificate CERTDIR/<i, 4 digits>.crt (all
+      with the private key KEY).
   client.py serial N HOST PORT PATH CA CERT KEY
       one connection: a few warm-up requests, prints "warm", waits for a line on stdin, sends
       N requests one after the other, prints "done".
@@ -15,6 +18,7 @@
 Every response must be 200, else the client exits with status 1 and says why.
 """
 
+import os
 import socket
 import ssl
 import sys
@@ -50,19 +54,35 @@ def request(conn, host, path, buffer):
     return rest[length:]
 
 
+def client_context(ca, cert, key):
+    context = ssl.create_default_context(cafile=ca)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+def idle(host, port, path, contexts):
+    """One keep-alive connection per context, one request on each; holds them until stdin
+    closes."""
+    conns = []
+    for context in contexts:
+        conn = connect(host, port, context)
+        request(conn, host, path, b"")
+        conns.append(conn)
+    print("ready", flush=True)
+    sys.stdin.read()
+
+
 def main():
     mode, count, host, port, path, ca, cert, key = sys.argv[1:9]
     count, port = int(count), int(port)
-    context = ssl.create_default_context(cafile=ca)
-    context.load_cert_chain(cert, key)
+    if mode == "idle-many":
+        # A context presents one certificate: one context per connection.
+        idle(host, port, path, [client_context(ca, os.path.join(cert, f"{i:04}.crt"), key)
+                                for i in range(count)])
+        return
+    context = client_context(ca, cert, key)
     if mode == "idle":
-        conns = []
-        for _ in range(count):
-            conn = connect(host, port, context)
-            request(conn, host, path, b"")
-            conns.append(conn)
-        print("ready", flush=True)
-        sys.stdin.read()
+        idle(host, port, path, [context] * count)
     elif mode == "serial":
         conn = connect(host, port, context)
         buffer = b""

@@ -4,6 +4,9 @@ from html import escape
 from pathlib import Path
 
 LOGIN = ("login_python", "login_module")
+# The kinds of memory measurement (the `kind` of bench.py's memory results), in table order.
+MEMORY_KINDS = {"same_certificate": "one certificate for all connections",
+                "certificate_per_connection": "a certificate per connection"}
 
 
 def fmt(value, spec, missing="–"):
@@ -73,14 +76,20 @@ def table_lines(data, markdown):
 
 
 def memory_lines(data, markdown):
+    """One group of rows per kind, named on its first row; the added bytes are against the
+    baseline of the same kind."""
     rows = []
+    kind = None
     for m in data.get("memory_summary") or []:
         added = m.get("added_bytes_per_connection")
-        rows.append([m["config"], fmt(m["bytes_per_connection"], ",.0f"),
+        label = MEMORY_KINDS[m["kind"]] if m["kind"] != kind else ""
+        kind = m["kind"]
+        rows.append([label, m["config"], fmt(m["bytes_per_connection"], ",.0f"),
                      fmt(added, "+,.0f", ""),
                      f"≤ {m['target']:,}" if "target" in m else "", verdict(m)])
-    head = ["configuration", "bytes per idle connection", "added by the module", "target", ""]
-    return simple_table(head, rows, markdown)
+    head = ["client certificates", "configuration", "bytes per idle connection",
+            "added by the module", "target", ""]
+    return simple_table(head, rows, markdown, left=2)
 
 
 def callgrind_lines(data, markdown):
@@ -104,15 +113,16 @@ def callgrind_lines(data, markdown):
     return simple_table(head, rows, markdown)
 
 
-def simple_table(head, rows, markdown):
+def simple_table(head, rows, markdown, left=1):
+    """The first `left` columns (names) aligned left, the others (numbers) right."""
     if not rows:
         return ["(not measured)"]
     if markdown:
         return (["| " + " | ".join(head) + " |",
-                 "|" + "|".join("---" if i == 0 else "---:" for i in range(len(head))) + "|"]
+                 "|" + "|".join("---" if i < left else "---:" for i in range(len(head))) + "|"]
                 + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
-    return ["  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)
+    return ["  ".join(str(c).ljust(w) if i < left else str(c).rjust(w)
                       for i, (c, w) in enumerate(zip(row, widths))).rstrip()
             for row in [head] + rows]
 
@@ -200,7 +210,13 @@ METHOD = """\
   parses the PEM, PyJWT signs ES256), which checks the peer network, takes UID then CN and
   answers the same JSON.
 - **Memory**: worker RSS (`VmRSS`) of a fresh nginx before and after {connections} idle
-  keep-alive connections, each with a client certificate and one request (`bench/client.py`).
+  keep-alive connections, each with a client certificate and one request (`bench/client.py`),
+  measured twice: with one certificate for all connections (the one the other measurements
+  use), and with a certificate per connection ({connections} certificates from the same CA
+  with the same key and extensions, each with its own subject UID and serial). Where the
+  module shares one parsed certificate between the connections that present the same
+  certificate, the first shows the sharing and the second the worst case. The bytes added by
+  the module are against the baseline of the same kind.
 - **Instructions**: nginx as a single process under `valgrind --tool=callgrind`, counting
   instructions executed by nginx, OpenSSL and the module, free of timing noise. Per
   keep-alive request: one connection is warmed up, the counters are zeroed, {cg_requests}
