@@ -28,6 +28,7 @@ mod trusted;
 #[path = "../../src/verdict.rs"]
 mod verdict;
 
+use std::cell::RefCell;
 use std::sync::OnceLock;
 
 use identity::{IdentityRegex, IdentitySource};
@@ -73,6 +74,11 @@ fn policies() -> &'static [Policy] {
     })
 }
 
+thread_local! {
+    /// Kept across inputs, as a worker keeps it across connections.
+    static PARSED: RefCell<cert::ParsedCertificates> = RefCell::default();
+}
+
 fn check_printable(what: &str, value: &str) {
     assert!(
         !value.chars().any(char::is_control),
@@ -89,9 +95,16 @@ fuzz_target!(|data: &[u8]| {
         Err(_) => vec![data.to_vec()],
     };
     for der in &chain {
+        let shared = PARSED.with(|parsed| parsed.borrow_mut().get_or_parse(der));
         let Ok(info) = cert::CertificateInfo::from_der(der) else {
+            assert!(
+                shared.is_err(),
+                "shared parse of an unparseable certificate"
+            );
             continue;
         };
+        // The parse shared between connections is the parse of these very bytes.
+        assert_eq!(shared.as_deref(), Ok(&info));
         check_printable("subject", info.subject());
         check_printable("issuer", info.issuer());
         check_printable("serial", info.serial());
