@@ -184,7 +184,7 @@ METHOD = """\
 
 `scripts/bench` (see its header for options) does everything on 127.0.0.1 of one machine:
 
-- **nginx** (the release build this repository makes, nginx {nginx}) runs one worker pinned to
+- **nginx** (the release build this repository makes, {nginx}) runs one worker pinned to
   CPU {server_cpu} (`worker_cpu_affinity`); **oha** runs on CPU {client_cpu} with one worker
   thread. The module is loaded in every configuration; the baseline locations just do not use
   it, so the ratios isolate the per-request work of its directives.
