@@ -336,9 +336,10 @@ fn add_extended_key_usage(
 
 /// The parsed certificates of a worker, by the SHA-256 of their DER: the connections that
 /// present one certificate (a browser's parallel connections, every resumed session) share
-/// one parse. A certificate is kept while a connection holds it and, beyond that, while it is
-/// among the last [`RECENT_CERTIFICATES`] met, so that a client coming back finds its parse;
-/// the map's entries of certificates gone are dropped whenever the map has doubled.
+/// one parse. A certificate is kept while a connection holds it and, once [`Self::keep`] has
+/// been asked for it, while it is among the last [`RECENT_CERTIFICATES`] kept, so that a
+/// client coming back finds its parse. The map's entries of certificates gone are dropped
+/// whenever the map has doubled.
 #[derive(Debug, Default)]
 pub struct ParsedCertificates {
     by_sha256: HashMap<[u8; 32], Weak<CertificateInfo>>,
@@ -354,29 +355,32 @@ impl ParsedCertificates {
     /// The parsed certificate `der`, shared with the other holders of the same certificate.
     pub fn get_or_parse(&mut self, der: &[u8]) -> Result<Rc<CertificateInfo>, ParseError> {
         let sha256: [u8; 32] = Sha256::digest(der).into();
-        let info = match self.by_sha256.get(&sha256).and_then(Weak::upgrade) {
-            Some(info) => info,
-            None => {
-                let info = Rc::new(CertificateInfo::parse(der, &sha256)?);
-                if self.by_sha256.len() >= self.prune_at {
-                    self.by_sha256.retain(|_, kept| kept.strong_count() > 0);
-                    self.prune_at = (2 * self.by_sha256.len()).max(2 * RECENT_CERTIFICATES);
-                }
-                self.by_sha256.insert(sha256, Rc::downgrade(&info));
-                info
-            }
-        };
-        if !self
+        if let Some(info) = self.by_sha256.get(&sha256).and_then(Weak::upgrade) {
+            return Ok(info);
+        }
+        let info = Rc::new(CertificateInfo::parse(der, &sha256)?);
+        if self.by_sha256.len() >= self.prune_at {
+            self.by_sha256.retain(|_, kept| kept.strong_count() > 0);
+            self.prune_at = (2 * self.by_sha256.len()).max(2 * RECENT_CERTIFICATES);
+        }
+        self.by_sha256.insert(sha256, Rc::downgrade(&info));
+        Ok(info)
+    }
+
+    /// Keeps `info` among the recent certificates, past its connections. Only for certificates
+    /// that verified: anyone can make certificates that do not, as large as a handshake allows.
+    pub fn keep(&mut self, info: &Rc<CertificateInfo>) {
+        if self
             .recent
             .back()
-            .is_some_and(|last| Rc::ptr_eq(last, &info))
+            .is_some_and(|last| Rc::ptr_eq(last, info))
         {
-            if self.recent.len() == RECENT_CERTIFICATES {
-                self.recent.pop_front();
-            }
-            self.recent.push_back(info.clone());
+            return;
         }
-        Ok(info)
+        if self.recent.len() == RECENT_CERTIFICATES {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(info.clone());
     }
 }
 
@@ -740,10 +744,14 @@ mod tests {
         assert_eq!(other.attribute_values(OID_CN).next(), Some("bob"));
         assert!(parsed.get_or_parse(b"\x30\x00").is_err());
 
-        // A client coming back after its connections closed finds its parse.
+        // A kept certificate outlives its connections; another one does not.
+        parsed.keep(&first);
         let address = Rc::as_ptr(&first);
         drop((first, again));
         assert_eq!(Rc::as_ptr(&parsed.get_or_parse(&alice).unwrap()), address);
+        let bob_gone = Rc::downgrade(&other);
+        drop(other);
+        assert_eq!(bob_gone.strong_count(), 0);
     }
 
     #[test]
@@ -753,9 +761,14 @@ mod tests {
             .collect();
         let mut parsed = ParsedCertificates::default();
         let live = parsed.get_or_parse(&ders[0]).unwrap();
-        let gone = Rc::downgrade(&parsed.get_or_parse(&ders[1]).unwrap());
+        let gone = {
+            let info = parsed.get_or_parse(&ders[1]).unwrap();
+            parsed.keep(&info);
+            Rc::downgrade(&info)
+        };
         for der in &ders[2..] {
-            drop(parsed.get_or_parse(der).unwrap());
+            let info = parsed.get_or_parse(der).unwrap();
+            parsed.keep(&info);
             assert!(parsed.recent.len() <= RECENT_CERTIFICATES);
             assert!(parsed.by_sha256.len() <= 4 * RECENT_CERTIFICATES);
         }

@@ -179,9 +179,16 @@ unsafe fn read_peer(ssl: *mut SSL) -> PeerCertificate {
         X509_free(x509);
         der
     };
-    let info = PARSED.with(|parsed| parsed.borrow_mut().get_or_parse(&der).ok());
     // SAFETY: valid `ssl`; the result is the verification outcome of this session.
     let verified = unsafe { SSL_get_verify_result(ssl) } == X509_V_OK as c_long;
+    let info = PARSED.with(|parsed| {
+        let mut parsed = parsed.borrow_mut();
+        let info = parsed.get_or_parse(&der).ok()?;
+        if verified {
+            parsed.keep(&info);
+        }
+        Some(info)
+    });
     match (verified, info) {
         (true, Some(info)) => PeerCertificate::Verified(Verified {
             info,
