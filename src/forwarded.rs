@@ -3,41 +3,55 @@
 //! nginx's OpenSSL against a CA loaded at configuration time, and the test-rig identity of
 //! `auth_cert_identity_arg`.
 
+use core::cell::RefCell;
 use core::ffi::{c_int, c_long, c_void, CStr};
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use core::ptr;
+use core::sync::atomic::{AtomicU64, Ordering};
 use std::ffi::CString;
 use std::rc::Rc;
 
 use ngx::ffi::{
     d2i_X509, ngx_conf_full_name, ngx_conf_t, ngx_connection_t, ngx_http_arg, ngx_http_request_t,
     ngx_list_part_t, ngx_list_t, ngx_palloc, ngx_pool_cleanup_add, ngx_pool_t, ngx_str_t,
-    ngx_table_elt_t, sockaddr_in, sockaddr_in6, ERR_clear_error, OPENSSL_sk_free,
-    OPENSSL_sk_new_null, OPENSSL_sk_num, OPENSSL_sk_push, X509_STORE_CTX_free,
-    X509_STORE_CTX_get_error, X509_STORE_CTX_get_error_depth, X509_STORE_CTX_init,
-    X509_STORE_CTX_new, X509_STORE_CTX_set_purpose, X509_STORE_free, X509_STORE_get0_objects,
-    X509_STORE_load_file, X509_STORE_new, X509_free, X509_verify_cert,
-    X509_verify_cert_error_string, AF_INET, AF_INET6, NGX_LOG_WARN, NGX_OK, X509,
-    X509_PURPOSE_SSL_CLIENT, X509_STORE, X509_V_ERR_CERT_HAS_EXPIRED,
-    X509_V_ERR_CERT_NOT_YET_VALID,
+    ngx_table_elt_t, sockaddr_in, sockaddr_in6, ASN1_TIME_diff, ERR_clear_error, OPENSSL_sk_free,
+    OPENSSL_sk_new_null, OPENSSL_sk_num, OPENSSL_sk_push, OPENSSL_sk_value, X509_STORE_CTX_free,
+    X509_STORE_CTX_get0_chain, X509_STORE_CTX_get_error, X509_STORE_CTX_get_error_depth,
+    X509_STORE_CTX_init, X509_STORE_CTX_new, X509_STORE_CTX_set_purpose, X509_STORE_free,
+    X509_STORE_get0_objects, X509_STORE_load_file, X509_STORE_new, X509_free, X509_get0_notAfter,
+    X509_get0_notBefore, X509_verify_cert, X509_verify_cert_error_string, AF_INET, AF_INET6,
+    ASN1_TIME, NGX_LOG_WARN, NGX_OK, OPENSSL_STACK, X509, X509_PURPOSE_SSL_CLIENT, X509_STORE,
+    X509_STORE_CTX, X509_V_ERR_CERT_HAS_EXPIRED, X509_V_ERR_CERT_NOT_YET_VALID,
 };
 use ngx::ngx_log_error;
 
 use crate::cert::CertificateInfo;
 use crate::pem;
 use crate::policy::Policy;
-use crate::trusted::{ArgSource, HeaderSource, Source};
+use crate::trusted::{ArgSource, HeaderSource, Source, VerifiedChains};
 use crate::verdict::Reason;
 
 /// The CAs that forwarded certificates must chain to.
 #[derive(Debug)]
-pub struct TrustStore(*mut X509_STORE);
+pub struct TrustStore {
+    store: *mut X509_STORE,
+    /// Names this store among all the stores the process loads, reloads included, for the
+    /// verdicts kept in [`VERIFIED`].
+    id: u64,
+}
 
 impl Drop for TrustStore {
     fn drop(&mut self) {
         // SAFETY: the store was made by X509_STORE_new and is owned by this value.
-        unsafe { X509_STORE_free(self.0) };
+        unsafe { X509_STORE_free(self.store) };
     }
+}
+
+static NEXT_STORE_ID: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// The forwarded chains that verified lately in this worker, with their certificate.
+    static VERIFIED: RefCell<VerifiedChains<Rc<CertificateInfo>>> = RefCell::default();
 }
 
 /// Loads the PEM CA file of `auth_cert_header`, relative to the configuration prefix as
@@ -59,15 +73,18 @@ pub fn load_store(cf: &ngx_conf_t, file: &str) -> Result<TrustStore, String> {
         format!("cannot load CA certificates from \"{path}\"")
     };
     let c_path = CString::new(path.as_bytes()).map_err(|_| fail())?;
-    // SAFETY: a new store, owned by the TrustStore from here on.
-    let store = TrustStore(unsafe { X509_STORE_new() });
-    if store.0.is_null() {
+    let store = TrustStore {
+        // SAFETY: a new store, owned by the TrustStore from here on.
+        store: unsafe { X509_STORE_new() },
+        id: NEXT_STORE_ID.fetch_add(1, Ordering::Relaxed),
+    };
+    if store.store.is_null() {
         return Err(fail());
     }
     // SAFETY: valid store and NUL-terminated path; the objects stack belongs to the store.
     let loaded = unsafe {
-        X509_STORE_load_file(store.0, c_path.as_ptr()) == 1
-            && OPENSSL_sk_num(X509_STORE_get0_objects(store.0).cast()) > 0
+        X509_STORE_load_file(store.store, c_path.as_ptr()) == 1
+            && OPENSSL_sk_num(X509_STORE_get0_objects(store.store).cast()) > 0
     };
     if !loaded {
         return Err(fail());
@@ -140,11 +157,11 @@ pub unsafe fn evaluate(
             )))
         }
     };
-    let credential = match verify_header(store, value) {
+    let credential = match verify_header(store, value, now) {
         Ok(cert) => Credential {
             source: Source::Header,
             outcome: policy.evaluate(&cert, now).map(str::to_owned),
-            cert: Some(Rc::new(cert)),
+            cert: Some(cert),
             detail: None,
         },
         Err((Reason::Expired, detail, Some(cert))) => Credential {
@@ -230,28 +247,45 @@ fn peer_address(c: &ngx_connection_t) -> Option<IpAddr> {
     }
 }
 
+/// Why a forwarded header was refused: the reason, the detail for the log and, for `expired`,
+/// the certificate's facts.
+type Refusal = (Reason, String, Option<Rc<CertificateInfo>>);
+
 /// Decodes, parses and verifies a forwarded chain; the client certificate's facts when it
 /// verifies. A client certificate that verifies but for its validity period is `expired`,
-/// with its facts.
+/// with its facts. A chain that verified lately against the same store is not verified again
+/// while its validity window lasts (decoding and verifying cost about a hundred times what
+/// the rest of a request does).
 fn verify_header(
     store: &TrustStore,
     value: &[u8],
-) -> Result<CertificateInfo, (Reason, String, Option<Rc<CertificateInfo>>)> {
+    now: i64,
+) -> Result<Rc<CertificateInfo>, Refusal> {
+    if let Some(info) = VERIFIED.with(|verified| verified.borrow().get(store.id, value, now)) {
+        return Ok(info);
+    }
     let header = |detail: String| (Reason::Header, detail, None);
     let chain = pem::decode_chain(value).map_err(|e| header(e.to_string()))?;
-    let info = CertificateInfo::from_der(&chain[0]).map_err(|e| header(e.to_string()))?;
+    let info = Rc::new(CertificateInfo::from_der(&chain[0]).map_err(|e| header(e.to_string()))?);
     let certs = chain
         .iter()
         .map(|der| X509Ref::from_der(der).ok_or_else(|| header("not a certificate".into())))
         .collect::<Result<Vec<_>, _>>()?;
     match verify_chain(store, &certs) {
-        Ok(()) => Ok(info),
+        Ok(valid) => {
+            VERIFIED.with(|verified| {
+                verified
+                    .borrow_mut()
+                    .insert(store.id, value, valid, info.clone())
+            });
+            Ok(info)
+        }
         Err((code, depth, text))
             if depth == 0
                 && (code == X509_V_ERR_CERT_HAS_EXPIRED as c_int
                     || code == X509_V_ERR_CERT_NOT_YET_VALID as c_int) =>
         {
-            Err((Reason::Expired, text, Some(Rc::new(info))))
+            Err((Reason::Expired, text, Some(info)))
         }
         Err((_, depth, text)) => Err(header(format!("verify failed at depth {depth}: {text}"))),
     }
@@ -283,8 +317,12 @@ impl Drop for X509Ref {
 }
 
 /// Verifies `certs[0]` against `store` with the others as untrusted intermediates, for the
-/// `sslclient` purpose as nginx verifies client certificates. Errors: code, depth, text.
-fn verify_chain(store: &TrustStore, certs: &[X509Ref]) -> Result<(), (c_int, c_int, String)> {
+/// `sslclient` purpose as nginx verifies client certificates. The window in which the verified
+/// chain is valid, Unix seconds; errors: code, depth, text.
+fn verify_chain(
+    store: &TrustStore,
+    certs: &[X509Ref],
+) -> Result<(i64, i64), (c_int, c_int, String)> {
     let internal = || (-1, 0, "out of memory".to_owned());
     // SAFETY: the stack and context are freed below on every path; the certificates outlive
     // them (owned by `certs`), and the stack does not own its elements.
@@ -300,11 +338,11 @@ fn verify_chain(store: &TrustStore, certs: &[X509Ref]) -> Result<(), (c_int, c_i
             .all(|c| OPENSSL_sk_push(untrusted, c.0.cast::<c_void>()) > 0);
         if pushed
             && !ctx.is_null()
-            && X509_STORE_CTX_init(ctx, store.0, certs[0].0, untrusted.cast()) == 1
+            && X509_STORE_CTX_init(ctx, store.store, certs[0].0, untrusted.cast()) == 1
             && X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT as c_int) == 1
         {
             result = if X509_verify_cert(ctx) == 1 {
-                Ok(())
+                chain_validity(ctx).ok_or_else(internal)
             } else {
                 let code = X509_STORE_CTX_get_error(ctx);
                 let text = CStr::from_ptr(X509_verify_cert_error_string(c_long::from(code)))
@@ -318,6 +356,44 @@ fn verify_chain(store: &TrustStore, certs: &[X509Ref]) -> Result<(), (c_int, c_i
         ERR_clear_error();
         result
     }
+}
+
+/// The latest notBefore and the earliest notAfter of the chain `ctx` verified, Unix seconds.
+///
+/// # Safety
+/// `ctx` must be a store context whose `X509_verify_cert` succeeded.
+unsafe fn chain_validity(ctx: *mut X509_STORE_CTX) -> Option<(i64, i64)> {
+    // SAFETY: the chain belongs to `ctx` (caller); its certificates live as long as it does.
+    unsafe {
+        let chain = X509_STORE_CTX_get0_chain(ctx).cast::<OPENSSL_STACK>();
+        let mut window = (i64::MIN, i64::MAX);
+        for i in 0..OPENSSL_sk_num(chain) {
+            let cert = OPENSSL_sk_value(chain, i).cast::<X509>();
+            window.0 = window.0.max(unix_time(X509_get0_notBefore(cert))?);
+            window.1 = window.1.min(unix_time(X509_get0_notAfter(cert))?);
+        }
+        (window.0 <= window.1).then_some(window)
+    }
+}
+
+/// An ASN.1 time as Unix seconds.
+///
+/// # Safety
+/// `time` must be null or a valid ASN.1 time.
+unsafe fn unix_time(time: *const ASN1_TIME) -> Option<i64> {
+    let (mut days, mut seconds) = (0, 0);
+    // SAFETY: a null `from` means now; `time` is valid or null (then the call fails).
+    if time.is_null() || unsafe { ASN1_TIME_diff(&mut days, &mut seconds, ptr::null(), time) } != 1
+    {
+        return None;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs();
+    i64::try_from(now)
+        .ok()?
+        .checked_add(i64::from(days) * 86_400 + i64::from(seconds))
 }
 
 /// The values of the forwarded header that this request carried, kept past its removal.

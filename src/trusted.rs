@@ -2,8 +2,10 @@
 //! they are accepted from: `auth_cert_header` and `auth_cert_identity_arg`.
 
 use core::net::IpAddr;
+use std::collections::VecDeque;
 
 use ipnet::IpNet;
+use sha2::{Digest, Sha256};
 
 /// The peer addresses a forwarded credential is accepted from (`from=cidr`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -175,6 +177,64 @@ fn hex_digit(b: u8) -> Option<u8> {
     }
 }
 
+/// How many verified forwarded chains a worker remembers.
+pub const VERIFIED_CHAINS: usize = 64;
+
+/// The forwarded header values whose chains verified lately, so that the stream of requests a
+/// load balancer forwards for one client does not verify the same chain for each of them.
+/// A verdict holds only for the trust store that gave it and inside the validity window of the
+/// chain that was verified (the latest notBefore to the earliest notAfter), which is all that
+/// the verification depends on; failures are not kept.
+#[derive(Debug)]
+pub struct VerifiedChains<T> {
+    entries: VecDeque<VerifiedChain<T>>,
+}
+
+#[derive(Debug)]
+struct VerifiedChain<T> {
+    store: u64,
+    sha256: [u8; 32],
+    valid: (i64, i64),
+    value: T,
+}
+
+impl<T> Default for VerifiedChains<T> {
+    fn default() -> Self {
+        Self {
+            entries: VecDeque::new(),
+        }
+    }
+}
+
+impl<T: Clone> VerifiedChains<T> {
+    /// What `insert` kept for `header` and `store`, if its chain's verdict holds at `now`.
+    pub fn get(&self, store: u64, header: &[u8], now: i64) -> Option<T> {
+        let sha256: [u8; 32] = Sha256::digest(header).into();
+        self.entries
+            .iter()
+            .find(|e| e.store == store && e.sha256 == sha256)
+            .filter(|e| e.valid.0 <= now && now <= e.valid.1)
+            .map(|e| e.value.clone())
+    }
+
+    /// Remembers that `header` verified against `store`, for `valid` (Unix seconds, both
+    /// ends included), dropping the oldest entry when full.
+    pub fn insert(&mut self, store: u64, header: &[u8], valid: (i64, i64), value: T) {
+        let sha256: [u8; 32] = Sha256::digest(header).into();
+        self.entries
+            .retain(|e| !(e.store == store && e.sha256 == sha256));
+        if self.entries.len() == VERIFIED_CHAINS {
+            self.entries.pop_front();
+        }
+        self.entries.push_back(VerifiedChain {
+            store,
+            sha256,
+            valid,
+            value,
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,5 +335,36 @@ mod tests {
         assert_eq!(percent_decode(b"%"), None);
         assert_eq!(percent_decode(b"%a"), None);
         assert_eq!(percent_decode(b""), Some(vec![]));
+    }
+
+    #[test]
+    fn verified_chains_hold_for_their_store_and_window_only() {
+        let mut chains = VerifiedChains::default();
+        chains.insert(1, b"chain", (100, 200), "alice");
+        assert_eq!(chains.get(1, b"chain", 100), Some("alice"));
+        assert_eq!(chains.get(1, b"chain", 200), Some("alice"));
+        assert_eq!(chains.get(1, b"chain", 99), None);
+        assert_eq!(chains.get(1, b"chain", 201), None);
+        assert_eq!(chains.get(2, b"chain", 150), None, "another trust store");
+        assert_eq!(chains.get(1, b"chain2", 150), None, "another header value");
+
+        chains.insert(1, b"chain", (100, 300), "alice again");
+        assert_eq!(chains.get(1, b"chain", 250), Some("alice again"));
+        assert_eq!(chains.entries.len(), 1);
+    }
+
+    #[test]
+    fn verified_chains_keep_the_latest() {
+        let mut chains = VerifiedChains::default();
+        for i in 0..=VERIFIED_CHAINS {
+            chains.insert(1, format!("chain{i}").as_bytes(), (0, 10), i);
+        }
+        assert_eq!(chains.entries.len(), VERIFIED_CHAINS);
+        assert_eq!(chains.get(1, b"chain0", 5), None);
+        assert_eq!(chains.get(1, b"chain1", 5), Some(1));
+        assert_eq!(
+            chains.get(1, format!("chain{VERIFIED_CHAINS}").as_bytes(), 5),
+            Some(VERIFIED_CHAINS)
+        );
     }
 }

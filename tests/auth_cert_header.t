@@ -96,6 +96,13 @@ http {
             auth_cert_identity_arg as_user from=127.0.0.1;
             proxy_pass http://127.0.0.1:8081/;
         }
+
+        # Another CA: a chain that verified against the server's does not here.
+        location /rogue-ca/ {
+            auth_cert on;
+            auth_cert_header X-Client-Cert from=127.0.0.0/8 ca=rogue.crt;
+            proxy_pass http://127.0.0.1:8081/;
+        }
     }
 
     # The load balancer: an nginx that terminates TLS and forwards the certificate.
@@ -228,8 +235,12 @@ $pki->bundle('soft-chain.pem', 'soft.crt', 'dodca.crt');
 $pki->bundle('old-chain.pem', 'old.crt', 'dodca.crt');
 $pki->bundle('odd-chain.pem', 'odd.crt', 'dodca.crt');
 $pki->bundle('forged-chain.pem', 'forged.crt', 'rogueca.crt');
+# An issuing CA that expires a few seconds from now, the last made so that it lasts the longest.
+$pki->ca('brief', issuer => 'root', subject => "$dod/CN=Test Brief CA", end => PKI::when(5));
+$pki->cert('briefuser', issuer => 'brief', subject => '/UID=brief');
+$pki->bundle('brief-chain.pem', 'briefuser.crt', 'brief.crt');
 
-$t->try_run('no auth_cert')->plan(42);
+$t->try_run('no auth_cert')->plan(46);
 
 ###############################################################################
 
@@ -324,6 +335,18 @@ like(get('/optional/', fwd('garbage')), qr/^user= auth=invalid\/header\/header m
 $r = get('/on/', fwd($pki->escaped('old-chain.pem')));
 is(body($r), "auth_cert: expired: the client certificate is expired or not yet valid\n",
 	'expired forwarded certificate: expired');
+
+# A chain that verified is not verified again for every request, but only within its own
+# validity (an intermediate's included) and for the CA it verified against.
+
+like(get('/rogue-ca/', fwd($cac)), qr/^auth_cert: header: /m,
+	'chain verified for one CA file: refused for another');
+my $brief = $pki->escaped('brief-chain.pem');
+like(get('/on/', fwd($brief)), qr/^user=brief auth=ok/m, 'chain before its CA expires');
+like(get('/on/', fwd($brief)), qr/^user=brief auth=ok/m, 'again, from the verified chains');
+my $wait = $pki->not_after('brief') + 1.5 - time();
+select undef, undef, undef, $wait if $wait > 0;
+like(get('/on/', fwd($brief)), qr/^auth_cert: header: /m, 'refused once its CA has expired');
 
 # Untrusted peer: the header is ignored and removed
 
