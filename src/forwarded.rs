@@ -28,7 +28,7 @@ use ngx::ngx_log_error;
 use crate::cert::CertificateInfo;
 use crate::pem;
 use crate::policy::Policy;
-use crate::trusted::{ArgSource, HeaderSource, Source, VerifiedChains};
+use crate::trusted::{ArgSource, ChainKey, HeaderSource, Source, VerifiedChains};
 use crate::verdict::Reason;
 
 /// The CAs that forwarded certificates must chain to.
@@ -261,7 +261,8 @@ fn verify_header(
     value: &[u8],
     now: i64,
 ) -> Result<Rc<CertificateInfo>, Refusal> {
-    if let Some(info) = VERIFIED.with(|verified| verified.borrow().get(store.id, value, now)) {
+    let key = ChainKey::new(store.id, value);
+    if let Some(info) = VERIFIED.with(|verified| verified.borrow().get(&key, now)) {
         return Ok(info);
     }
     let header = |detail: String| (Reason::Header, detail, None);
@@ -273,11 +274,7 @@ fn verify_header(
         .collect::<Result<Vec<_>, _>>()?;
     match verify_chain(store, &certs) {
         Ok(valid) => {
-            VERIFIED.with(|verified| {
-                verified
-                    .borrow_mut()
-                    .insert(store.id, value, valid, info.clone())
-            });
+            VERIFIED.with(|verified| verified.borrow_mut().insert(key, valid, info.clone()));
             Ok(info)
         }
         Err((code, depth, text))

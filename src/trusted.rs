@@ -187,15 +187,23 @@ pub const VERIFIED_CHAINS: usize = 64;
 /// the verification depends on; failures are not kept.
 #[derive(Debug)]
 pub struct VerifiedChains<T> {
-    entries: VecDeque<VerifiedChain<T>>,
+    entries: VecDeque<(ChainKey, (i64, i64), T)>,
 }
 
-#[derive(Debug)]
-struct VerifiedChain<T> {
+/// A forwarded header value as verified against one trust store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainKey {
     store: u64,
     sha256: [u8; 32],
-    valid: (i64, i64),
-    value: T,
+}
+
+impl ChainKey {
+    pub fn new(store: u64, header: &[u8]) -> Self {
+        Self {
+            store,
+            sha256: Sha256::digest(header).into(),
+        }
+    }
 }
 
 impl<T> Default for VerifiedChains<T> {
@@ -207,31 +215,23 @@ impl<T> Default for VerifiedChains<T> {
 }
 
 impl<T: Clone> VerifiedChains<T> {
-    /// What `insert` kept for `header` and `store`, if its chain's verdict holds at `now`.
-    pub fn get(&self, store: u64, header: &[u8], now: i64) -> Option<T> {
-        let sha256: [u8; 32] = Sha256::digest(header).into();
+    /// What `insert` kept for `key`, if its chain's verdict holds at `now`.
+    pub fn get(&self, key: &ChainKey, now: i64) -> Option<T> {
         self.entries
             .iter()
-            .find(|e| e.store == store && e.sha256 == sha256)
-            .filter(|e| e.valid.0 <= now && now <= e.valid.1)
-            .map(|e| e.value.clone())
+            .find(|(kept, ..)| kept == key)
+            .filter(|(_, valid, _)| valid.0 <= now && now <= valid.1)
+            .map(|(.., value)| value.clone())
     }
 
-    /// Remembers that `header` verified against `store`, for `valid` (Unix seconds, both
-    /// ends included), dropping the oldest entry when full.
-    pub fn insert(&mut self, store: u64, header: &[u8], valid: (i64, i64), value: T) {
-        let sha256: [u8; 32] = Sha256::digest(header).into();
-        self.entries
-            .retain(|e| !(e.store == store && e.sha256 == sha256));
+    /// Remembers that `key` verified, for `valid` (Unix seconds, both ends included),
+    /// dropping the oldest entry when full.
+    pub fn insert(&mut self, key: ChainKey, valid: (i64, i64), value: T) {
+        self.entries.retain(|(kept, ..)| *kept != key);
         if self.entries.len() == VERIFIED_CHAINS {
             self.entries.pop_front();
         }
-        self.entries.push_back(VerifiedChain {
-            store,
-            sha256,
-            valid,
-            value,
-        });
+        self.entries.push_back((key, valid, value));
     }
 }
 
@@ -340,31 +340,38 @@ mod tests {
     #[test]
     fn verified_chains_hold_for_their_store_and_window_only() {
         let mut chains = VerifiedChains::default();
-        chains.insert(1, b"chain", (100, 200), "alice");
-        assert_eq!(chains.get(1, b"chain", 100), Some("alice"));
-        assert_eq!(chains.get(1, b"chain", 200), Some("alice"));
-        assert_eq!(chains.get(1, b"chain", 99), None);
-        assert_eq!(chains.get(1, b"chain", 201), None);
-        assert_eq!(chains.get(2, b"chain", 150), None, "another trust store");
-        assert_eq!(chains.get(1, b"chain2", 150), None, "another header value");
+        let key = ChainKey::new(1, b"chain");
+        chains.insert(key, (100, 200), "alice");
+        assert_eq!(chains.get(&key, 100), Some("alice"));
+        assert_eq!(chains.get(&key, 200), Some("alice"));
+        assert_eq!(chains.get(&key, 99), None);
+        assert_eq!(chains.get(&key, 201), None);
+        assert_eq!(
+            chains.get(&ChainKey::new(2, b"chain"), 150),
+            None,
+            "another trust store"
+        );
+        assert_eq!(
+            chains.get(&ChainKey::new(1, b"chain2"), 150),
+            None,
+            "another header value"
+        );
 
-        chains.insert(1, b"chain", (100, 300), "alice again");
-        assert_eq!(chains.get(1, b"chain", 250), Some("alice again"));
+        chains.insert(key, (100, 300), "alice again");
+        assert_eq!(chains.get(&key, 250), Some("alice again"));
         assert_eq!(chains.entries.len(), 1);
     }
 
     #[test]
     fn verified_chains_keep_the_latest() {
         let mut chains = VerifiedChains::default();
+        let key = |i: usize| ChainKey::new(1, format!("chain{i}").as_bytes());
         for i in 0..=VERIFIED_CHAINS {
-            chains.insert(1, format!("chain{i}").as_bytes(), (0, 10), i);
+            chains.insert(key(i), (0, 10), i);
         }
         assert_eq!(chains.entries.len(), VERIFIED_CHAINS);
-        assert_eq!(chains.get(1, b"chain0", 5), None);
-        assert_eq!(chains.get(1, b"chain1", 5), Some(1));
-        assert_eq!(
-            chains.get(1, format!("chain{VERIFIED_CHAINS}").as_bytes(), 5),
-            Some(VERIFIED_CHAINS)
-        );
+        assert_eq!(chains.get(&key(0), 5), None);
+        assert_eq!(chains.get(&key(1), 5), Some(1));
+        assert_eq!(chains.get(&key(VERIFIED_CHAINS), 5), Some(VERIFIED_CHAINS));
     }
 }
