@@ -10,11 +10,14 @@ use strict;
 
 use Test::More;
 
+use IO::Socket::SSL;
+
 BEGIN { use FindBin; chdir($FindBin::Bin); }
 
 use lib "$FindBin::Bin/support";
 use Test::Nginx;
 use PKI;
+use KeepAlive qw/request/;
 
 ###############################################################################
 
@@ -178,30 +181,6 @@ EOF
 		%opts);
 }
 
-# One keep-alive response (headers and Content-Length bytes) from socket $s.
-sub read_response {
-	my ($s) = @_;
-	my $r = '';
-	eval {
-		local $SIG{ALRM} = sub { die "timeout\n" };
-		alarm(5);
-		while ($r !~ /\x0d\x0a\x0d\x0a/ || length($r) < response_length($r)) {
-			$s->sysread(my $buf, 4096) or last;
-			$r .= $buf;
-		}
-		alarm(0);
-	};
-	alarm(0);
-	return $r;
-}
-
-sub response_length {
-	my ($r) = @_;
-	my ($head) = $r =~ /^(.*?\x0d\x0a\x0d\x0a)/s or return 0;
-	my ($length) = $head =~ /^Content-Length: (\d+)/mi;
-	return length($head) + ($length // 0);
-}
-
 sub status { ($_[0] // '') =~ m!^HTTP/1\.\d (\d{3})! ? $1 : 'none' }
 sub body { my ($r) = @_; $r //= ''; $r =~ s/.*?\x0d\x0a\x0d\x0a//s; $r }
 
@@ -296,23 +275,16 @@ like($r, qr/user=jdoe auth=ok.*user=John Doe auth=ok.*user=jdoe auth=ok/s,
 # Connections presenting the same certificate share its parse: one that stays open keeps
 # its identity while another with the same certificate comes and goes.
 
-my $s = http(<<EOF, start => 1, SSL => 1, SSL_cert_file => "$d/uid.crt",
-GET /on/ HTTP/1.1
-Host: localhost
-
-EOF
-	SSL_key_file => "$d/uid.key");
-like(read_response($s), qr/^user=jdoe auth=ok/m, 'shared parse: first connection');
+my $s = IO::Socket::SSL->new(PeerAddr => '127.0.0.1:' . port(8443),
+	SSL_verify_mode => IO::Socket::SSL::SSL_VERIFY_NONE(),
+	SSL_cert_file => "$d/uid.crt", SSL_key_file => "$d/uid.key");
+like(request($s, '/on/'), qr/^user=jdoe auth=ok/m, 'shared parse: first connection');
 like(get('/on/', cert => 'cn'), qr/^user=Jane Roe auth=ok/m,
 	'shared parse: another certificate meanwhile');
 like(get('/on/', cert => 'uid'), qr/^user=jdoe auth=ok\/ cert=$uid_serial\|$uid_fp /m,
 	'shared parse: second connection with the same certificate');
-like(http(<<EOF, socket => $s), qr/^user=jdoe auth=ok\/ cert=$uid_serial\|$uid_fp /m,
-GET /on/ HTTP/1.1
-Host: localhost
-Connection: close
-
-EOF
+like(request($s, '/on/', Connection => 'close'),
+	qr/^user=jdoe auth=ok\/ cert=$uid_serial\|$uid_fp /m,
 	'shared parse: first connection after the second has closed');
 
 # log lines

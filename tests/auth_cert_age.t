@@ -17,6 +17,7 @@ BEGIN { use FindBin; chdir($FindBin::Bin); }
 use lib "$FindBin::Bin/support";
 use Test::Nginx;
 use PKI;
+use KeepAlive qw/request/;
 
 ###############################################################################
 
@@ -272,31 +273,6 @@ sub connect_tls {
 	);
 	diag('connect: ' . IO::Socket::SSL::errstr()) unless $s;
 	return $s;
-}
-
-# Sends one HTTP/1.1 request on a connection and reads its response (by Content-Length).
-sub request {
-	my ($s, $uri) = @_;
-	return '' unless $s;
-	my $r = '';
-	eval {
-		local $SIG{ALRM} = sub { die "timeout\n" };
-		local $SIG{PIPE} = "IGNORE";
-		alarm(5);
-		print $s "GET $uri HTTP/1.1\r\nHost: localhost\r\n\r\n";
-		while ($r !~ /\x0d\x0a\x0d\x0a/) {
-			my $n = $s->sysread($r, 4096, length $r);
-			last unless $n;
-		}
-		my ($len) = $r =~ /^Content-Length: (\d+)/mi;
-		my $head = index($r, "\x0d\x0a\x0d\x0a") + 4;
-		while (defined $len && length($r) < $head + $len) {
-			my $n = $s->sysread($r, 4096, length $r);
-			last unless $n;
-		}
-		alarm(0);
-	};
-	return $r;
 }
 
 # Whether the server closed the connection (end of stream within a few seconds).

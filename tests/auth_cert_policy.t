@@ -19,6 +19,7 @@ BEGIN { use FindBin; chdir($FindBin::Bin); }
 use lib "$FindBin::Bin/support";
 use Test::Nginx;
 use PKI;
+use KeepAlive qw/request/;
 
 ###############################################################################
 
@@ -298,15 +299,15 @@ like(get('/subject/', 'twice'), qr/^user=CN=second,CN=first /m, 'subject as iden
 my $s = IO::Socket::SSL->new(PeerAddr => '127.0.0.1:' . port(8443),
 	SSL_verify_mode => IO::Socket::SSL::SSL_VERIFY_NONE(),
 	SSL_cert_file => "$d/short.crt", SSL_key_file => "$d/short.key");
-my $first = request($s, '/optional/', 1);
+my $first = request($s, '/optional/');
 like($first, qr/^user=brief auth=ok\/\/tls /m, 'short-lived certificate: valid at first');
 select undef, undef, undef, 0.2 while time() <= $short_end + 1;
-my $second = request($s, '/optional/', 0);
+my $second = request($s, '/optional/', Connection => 'close');
 like($second, qr/^user= auth=invalid\/expired\/tls /m, 'same connection, past notAfter: expired');
 $s = IO::Socket::SSL->new(PeerAddr => '127.0.0.1:' . port(8443),
 	SSL_verify_mode => IO::Socket::SSL::SSL_VERIFY_NONE(),
 	SSL_cert_file => "$d/short.crt", SSL_key_file => "$d/short.key");
-my $third = $s ? request($s, '/cac/', 0) : '';
+my $third = request($s, '/cac/', Connection => 'close');
 is(status($third), 400, 'new connection: nginx refuses the expired certificate itself');
 
 # Log lines
@@ -319,26 +320,5 @@ like($log, qr/\[info\].*reason: eku, identity: "9876543210", serial: $soft, clie
 	'log: eku with identity and serial');
 like($log, qr/reason: key_usage, identity: "LAST\.FIRST\.MIDDLE\.1234567890"/, 'log: key_usage');
 like($log, qr/reason: identity, identity: "", serial: /, 'log: identity');
-
-###############################################################################
-
-# One HTTP/1.1 request on an open connection; reads exactly one response.
-sub request {
-	my ($s, $uri, $keepalive) = @_;
-	my $connection = $keepalive ? 'keep-alive' : 'close';
-	print $s "GET $uri HTTP/1.1\r\nHost: localhost\r\nConnection: $connection\r\n\r\n";
-	my $head = '';
-	while ($head !~ /\r\n\r\n/) {
-		my $n = sysread($s, $head, 1, length $head);
-		last unless $n;
-	}
-	my ($len) = $head =~ /^Content-Length: (\d+)/mi;
-	my $body = '';
-	while (defined $len && length $body < $len) {
-		my $n = sysread($s, $body, $len - length $body, length $body);
-		last unless $n;
-	}
-	return $head . $body;
-}
 
 ###############################################################################
