@@ -7,13 +7,17 @@ use std::rc::Rc;
 
 use ngx::core::Pool;
 
+use ngx::ffi::SSL_get_SSL_CTX;
 use ngx::ffi::{
     add_to_ngx_table, ngx_http_complex_value_t, ngx_http_err_page_t, ngx_http_finalize_request,
     ngx_http_request_t, ngx_http_send_response, ngx_int_t, ngx_list_push, ngx_str_t,
     ngx_table_elt_t, ngx_time, ngx_uint_t, NGX_DECLINED, NGX_DONE, NGX_ERROR, NGX_HTTP_FORBIDDEN,
-    NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_SATISFY_ALL, NGX_LOG_INFO, NGX_OK,
+    NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_SATISFY_ALL, NGX_LOG_INFO, NGX_OK, SSL,
 };
-use ngx::http::{HttpModule, HttpModuleLocationConf, NgxHttpCoreModule, Request};
+use ngx::http::{
+    HttpModule, HttpModuleLocationConf, HttpModuleServerConf, NgxHttpCoreModule, NgxHttpSslModule,
+    Request,
+};
 use ngx::{ngx_log_error, ngx_string};
 
 use crate::age::{self, Decimal};
@@ -104,16 +108,30 @@ fn compute(r: &Request, conf: &LocConf) -> RequestAuth {
     };
     // SAFETY: a request's connection is valid while the request is; its `ssl` is null on
     // plain connections and is the TLS connection (shared by HTTP/2 streams) otherwise.
-    let (peer, auth_time) = unsafe {
+    let (peer, auth_time, other_server) = unsafe {
         match (*r.connection()).ssl.as_ref() {
             Some(ssl) => (
                 tls::peer(ssl.connection.cast()),
                 session::auth_time(ssl.connection.cast()),
+                !verified_for_this_server(r, ssl.connection.cast()),
             ),
-            None => (Some(&PeerCertificate::Absent), None),
+            None => (Some(&PeerCertificate::Absent), None, false),
         }
     };
     let (cert, trusted, outcome) = match peer {
+        // Verified in the handshake of another server of the address (no SNI, or a session of
+        // another server), against that server's client CAs: not this server's verification.
+        Some(PeerCertificate::Verified(verified)) if other_server => {
+            let detail = "certificate verified for another server".to_owned();
+            return RequestAuth::new(
+                conf,
+                Some(verified.info.clone()),
+                false,
+                Err(Reason::Verify),
+                Some(Source::Tls),
+                Some(detail),
+            );
+        }
         None => (None, false, Err(Reason::Internal)),
         Some(PeerCertificate::Absent) if untrusted_header => (None, false, Err(Reason::Network)),
         Some(PeerCertificate::Absent) => (None, false, Err(Reason::NoCert)),
@@ -140,6 +158,21 @@ fn compute(r: &Request, conf: &LocConf) -> RequestAuth {
     let detail = untrusted_header.then(|| "forwarded certificate header ignored".to_owned());
     RequestAuth::new(conf, cert, trusted, outcome, source, detail)
         .with_auth_time(auth_time.filter(|_| trusted), now)
+}
+
+/// Whether the TLS handshake of `ssl` ran in the SSL context of the server that serves `r`,
+/// and so verified the client certificate against that server's `ssl_client_certificate`.
+/// Without SNI (a client connecting to an IP literal), the handshake runs in the default
+/// server's context while `Host` may select another server, whose CAs were never consulted;
+/// nginx's own check of the host against the SNI name only runs when SNI was sent.
+///
+/// # Safety
+/// `ssl` must be the live `SSL` object of the connection of `r`.
+unsafe fn verified_for_this_server(r: &Request, ssl: *mut SSL) -> bool {
+    let served_by = NgxHttpSslModule::server_conf(r).map_or(ptr::null_mut(), |s| s.ssl.ctx);
+    // SAFETY: caller: live connection; the context is the one its handshake finished in.
+    let handshake = unsafe { SSL_get_SSL_CTX(ssl) };
+    ptr::eq(handshake.cast::<c_void>(), served_by.cast::<c_void>())
 }
 
 impl RequestAuth {
