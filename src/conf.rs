@@ -9,15 +9,14 @@ use ngx::ffi::{
     ngx_command_t, ngx_conf_t, ngx_http_compile_complex_value, ngx_http_compile_complex_value_t,
     ngx_http_complex_value_t, ngx_pcalloc, ngx_str_t, NGX_LOG_EMERG, NGX_OK,
 };
-use ngx::http::{
-    HttpModuleLocationConf, HttpModuleServerConf, NgxHttpCoreModule, NgxHttpSslModule,
-};
+use ngx::http::{HttpModuleLocationConf, HttpModuleServerConf, NgxHttpSslModule, Request};
 use ngx::{ngx_conf_log_error, ngx_log_error};
 
+use auth_cert_core::directive::Directive;
+use auth_cert_core::settings::{Mode, Settings};
+
 use crate::forwarded::{self, TrustStore};
-use crate::login;
-use crate::session;
-use crate::settings::{Mode, Settings};
+use crate::{session, Module};
 
 /// `ssl_verify_client off` in `ngx_http_ssl_srv_conf_t.verify`.
 const SSL_VERIFY_OFF: usize = 0;
@@ -34,6 +33,16 @@ pub struct LocConf {
     pub claim_values: Vec<*mut ngx_http_complex_value_t>,
     /// The CAs of `auth_cert_header`, loaded when the directive is read.
     pub header_ca: Option<Rc<TrustStore>>,
+}
+
+impl LocConf {
+    /// The configuration of the location that serves `r`.
+    pub fn of<'a>(r: &Request) -> Option<&'a LocConf> {
+        let conf: *const LocConf = Module::location_conf(r)?;
+        // SAFETY: location configurations live as long as the configuration cycle, which
+        // outlives its requests.
+        Some(unsafe { &*conf })
+    }
 }
 
 pub unsafe extern "C" fn create_loc_conf(cf: *mut ngx_conf_t) -> *mut c_void {
@@ -108,45 +117,6 @@ pub unsafe extern "C" fn merge_loc_conf(
     ptr::null_mut()
 }
 
-/// The nginx side of the token directives: content handlers and claim values with variables.
-///
-/// # Safety
-/// `cf` must be the configuration reading directive `name` of the location `conf`.
-unsafe fn after_token_directive(
-    cf: *mut ngx_conf_t,
-    conf: &mut LocConf,
-    name: &[u8],
-    args: &[ngx_str_t],
-) -> bool {
-    // SAFETY: valid per the caller.
-    let cf_ref = unsafe { &*cf };
-    let handler = match name {
-        b"auth_cert_login" => login::login_handler,
-        b"auth_cert_jwks" => login::jwks_handler,
-        b"auth_cert_token_claim" => {
-            let Some(value) = args.get(1) else {
-                return false;
-            };
-            // SAFETY: valid cf; the complex value and the argument string live in its pool.
-            let compiled = unsafe { compile_complex_value(cf, value) };
-            if compiled.is_null() {
-                return false;
-            }
-            conf.claim_values.push(compiled);
-            return true;
-        }
-        _ => return true,
-    };
-    // As nginx's own content handlers (proxy_pass, stub_status): set at directive time.
-    match NgxHttpCoreModule::location_conf_mut(cf_ref) {
-        Some(clcf) => {
-            clcf.handler = Some(handler);
-            true
-        }
-        None => false,
-    }
-}
-
 /// # Safety
 /// `cf` must be a valid configuration; `value` must live as long as its pool.
 unsafe fn compile_complex_value(
@@ -165,7 +135,7 @@ unsafe fn compile_complex_value(
     ccv.value = ptr::from_ref(value).cast_mut();
     ccv.complex_value = cv;
     // SAFETY: ccv is complete; nginx logs its own error on failure.
-    if unsafe { ngx_http_compile_complex_value(&mut ccv) } != NGX_OK as ngx::ffi::ngx_int_t {
+    if unsafe { ngx_http_compile_complex_value(&raw mut ccv) } != NGX_OK as ngx::ffi::ngx_int_t {
         return ptr::null_mut();
     }
     cv
@@ -188,7 +158,10 @@ pub unsafe extern "C" fn set_directive(
         .collect::<Result<Vec<&str>, _>>()
         .map_err(|_| "invalid UTF-8 in directive".to_owned())
         .and_then(|words| match words.split_first() {
-            Some((name, args)) => conf.settings.apply(name, args),
+            Some((name, args)) => match Directive::from_name(name) {
+                Some(directive) => conf.settings.apply(directive, args),
+                None => Err(format!("unknown directive \"{name}\"")),
+            },
             None => Err("empty directive".to_owned()),
         });
     let result = result.and_then(|()| match (&conf.settings.header, &conf.header_ca) {
@@ -201,10 +174,14 @@ pub unsafe extern "C" fn set_directive(
         ngx_conf_log_error!(NGX_LOG_EMERG, cf, "{}", message);
         return NGX_CONF_ERROR;
     }
-    if let Some((name, rest)) = words.split_first() {
-        // SAFETY: as above; the directive is being read, so cf->ctx is its location.
-        if unsafe { !after_token_directive(cf, conf, name.as_bytes(), rest) } {
-            return NGX_CONF_ERROR;
+    if let [name, _, value] = words {
+        if name.as_bytes() == Directive::TokenClaim.name().as_bytes() {
+            // SAFETY: valid cf; the complex value and the argument string live in its pool.
+            let compiled = unsafe { compile_complex_value(cf, value) };
+            if compiled.is_null() {
+                return NGX_CONF_ERROR;
+            }
+            conf.claim_values.push(compiled);
         }
     }
     if (conf.settings.has_mode() || conf.settings.token.login.is_some())
@@ -213,12 +190,12 @@ pub unsafe extern "C" fn set_directive(
         // SAFETY: while a directive is parsed, cf->conf_file is the file being read.
         if let Some(file) = unsafe { cf_ref.conf_file.as_ref() } {
             let directive = if conf.settings.has_mode() {
-                "auth_cert"
+                Directive::AuthCert
             } else {
-                "auth_cert_login"
+                Directive::Login
             };
             conf.mode_origin = (
-                directive,
+                directive.name(),
                 String::from_utf8_lossy(file.file.name.as_bytes()).into_owned(),
                 file.line,
             );

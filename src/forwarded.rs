@@ -23,13 +23,14 @@ use ngx::ffi::{
     ASN1_TIME, NGX_LOG_WARN, NGX_OK, OPENSSL_STACK, X509, X509_PURPOSE_SSL_CLIENT, X509_STORE,
     X509_STORE_CTX, X509_V_ERR_CERT_HAS_EXPIRED, X509_V_ERR_CERT_NOT_YET_VALID,
 };
+use ngx::http::Request;
 use ngx::ngx_log_error;
 
-use crate::cert::CertificateInfo;
-use crate::pem;
-use crate::policy::Policy;
-use crate::trusted::{ArgSource, ChainKey, HeaderSource, Source, VerifiedChains};
-use crate::verdict::Reason;
+use auth_cert_core::cert::CertificateInfo;
+use auth_cert_core::decision::{Credential, Forwarded};
+use auth_cert_core::forwarded::{pem, ArgSource, ChainKey, HeaderSource, Source, VerifiedChains};
+use auth_cert_core::policy::Policy;
+use auth_cert_core::verdict::Reason;
 
 /// The CAs that forwarded certificates must chain to.
 #[derive(Debug)]
@@ -63,7 +64,7 @@ pub fn load_store(cf: &ngx_conf_t, file: &str) -> Result<TrustStore, String> {
     };
     // SAFETY: cf->cycle is the cycle being configured; nginx only reads `name` and replaces
     // it with a full path allocated in the cycle pool when it is relative.
-    if unsafe { ngx_conf_full_name(cf.cycle, &mut name, 1) } != NGX_OK as isize {
+    if unsafe { ngx_conf_full_name(cf.cycle, &raw mut name, 1) } != NGX_OK as isize {
         return Err(format!("cannot resolve \"{file}\""));
     }
     let path = String::from_utf8_lossy(name.as_bytes()).into_owned();
@@ -92,45 +93,19 @@ pub fn load_store(cf: &ngx_conf_t, file: &str) -> Result<TrustStore, String> {
     Ok(store)
 }
 
-/// What the request itself carries, for the handler.
-pub enum Forwarded {
-    /// Nothing forwarded, or nothing configured: the TLS certificate decides.
-    Nothing,
-    /// A forwarded certificate from a peer outside `from=`: ignored.
-    Untrusted,
-    /// A credential from a trusted peer, evaluated.
-    Evaluated(Credential),
-}
-
-pub struct Credential {
-    pub source: Source,
-    /// The forwarded certificate, when it verified.
-    pub cert: Option<Rc<CertificateInfo>>,
-    pub outcome: Result<String, Reason>,
-    /// What exactly was wrong with a rejected header, for the log.
-    pub detail: Option<String>,
-}
-
 /// Evaluates the identity argument and the forwarded certificate, in that order, and takes
 /// the forwarded header out of the request so that it never reaches an upstream.
 ///
-/// # Safety
-/// `r` must be a valid request. It is changed through this pointer as nginx's own modules
-/// change it (the crate's `Request::set_module_ctx` does the same from a shared reference).
-pub unsafe fn evaluate(
-    r: *mut ngx_http_request_t,
+pub fn evaluate(
+    r: &mut Request,
     header: Option<(&HeaderSource, &TrustStore)>,
     arg: Option<&ArgSource>,
     policy: &Policy,
     now: i64,
 ) -> Result<Forwarded, ()> {
-    // SAFETY: valid request (caller); its connection is valid while it is.
-    let r = unsafe { &mut *r };
-    // SAFETY: as above.
-    let peer = peer_address(unsafe { &*r.connection });
+    let peer = peer_address(r);
     let values = match header {
-        // SAFETY: valid request.
-        Some((header, _)) => unsafe { take_header(r, &header.name) }?,
+        Some((header, _)) => take_header(r, &header.name)?,
         None => &[],
     };
     if let Some(credential) = arg.and_then(|arg| identity_arg(r, arg, peer)) {
@@ -174,23 +149,26 @@ pub unsafe fn evaluate(
 }
 
 /// The identity of the query argument, when the peer may use it. Logged at `warn` each time.
-fn identity_arg(
-    r: &mut ngx_http_request_t,
-    arg: &ArgSource,
-    peer: Option<IpAddr>,
-) -> Option<Credential> {
+fn identity_arg(r: &mut Request, arg: &ArgSource, peer: Option<IpAddr>) -> Option<Credential> {
     if !peer.is_some_and(|ip| arg.from.contains(ip)) {
         return None;
     }
     let mut raw = ngx_str_t::default();
-    // SAFETY: valid request; nginx reads the name and points `raw` into the request line.
-    let found = unsafe { ngx_http_arg(r, arg.name.as_ptr().cast_mut(), arg.name.len(), &mut raw) };
+    let request: *mut ngx_http_request_t = r.into();
+    // SAFETY: a live request; nginx reads the name and points `raw` into the request line.
+    let found = unsafe {
+        ngx_http_arg(
+            request,
+            arg.name.as_ptr().cast_mut(),
+            arg.name.len(),
+            &raw mut raw,
+        )
+    };
     if found != NGX_OK as isize {
         return None;
     }
     let outcome = ArgSource::identity(raw.as_bytes());
-    // SAFETY: the connection and its log live as long as the request.
-    let log = unsafe { (*r.connection).log };
+    let log = r.log();
     match &outcome {
         Ok(identity) => {
             ngx_log_error!(
@@ -224,10 +202,11 @@ fn identity_arg(
 }
 
 /// The peer's address; after the realip module, the client address it set.
-fn peer_address(c: &ngx_connection_t) -> Option<IpAddr> {
-    // SAFETY: c->sockaddr is the connection's address of c->socklen bytes; the family tells
-    // which structure it is.
+fn peer_address(r: &Request) -> Option<IpAddr> {
+    // SAFETY: a request's connection is live while the request is; c->sockaddr is its address
+    // of c->socklen bytes, and the family tells which structure it is.
     unsafe {
+        let c: &ngx_connection_t = &*r.connection();
         let sa = c.sockaddr.as_ref()?;
         match u32::from(sa.sa_family) {
             AF_INET => {
@@ -296,7 +275,7 @@ impl X509Ref {
         let len = c_long::try_from(der.len()).ok()?;
         let mut p = der.as_ptr();
         // SAFETY: d2i reads at most `len` bytes from `p`; the result is a new certificate.
-        let x509 = unsafe { d2i_X509(ptr::null_mut(), &mut p, len) };
+        let x509 = unsafe { d2i_X509(ptr::null_mut(), &raw mut p, len) };
         if x509.is_null() {
             // SAFETY: plain OpenSSL call; drops the parse errors of this request.
             unsafe { ERR_clear_error() };
@@ -379,9 +358,11 @@ unsafe fn chain_validity(ctx: *mut X509_STORE_CTX) -> Option<(i64, i64)> {
 /// `time` must be null or a valid ASN.1 time.
 unsafe fn unix_time(time: *const ASN1_TIME) -> Option<i64> {
     let (mut days, mut seconds) = (0, 0);
-    // SAFETY: a null `from` means now; `time` is valid or null (then the call fails).
-    if time.is_null() || unsafe { ASN1_TIME_diff(&mut days, &mut seconds, ptr::null(), time) } != 1
-    {
+    if time.is_null() {
+        return None;
+    }
+    // SAFETY: a null `from` means now; `time` is valid (caller).
+    if unsafe { ASN1_TIME_diff(&raw mut days, &raw mut seconds, ptr::null(), time) } != 1 {
         return None;
     }
     let now = std::time::SystemTime::now()
@@ -431,12 +412,8 @@ fn taken_headers(pool: *mut ngx_pool_t) -> Option<&'static mut TakenHeaders> {
 
 /// Takes every `name` header out of the request (on first use) and returns their values.
 /// `Err` only when memory runs out.
-///
-/// # Safety
-/// `r` must be a valid request, changed through this pointer as in [`evaluate`].
-pub unsafe fn take_header<'a>(r: *mut ngx_http_request_t, name: &str) -> Result<&'a [Vec<u8>], ()> {
-    // SAFETY: valid request (caller).
-    let r = unsafe { &mut *r };
+pub fn take_header<'a>(r: &mut Request, name: &str) -> Result<&'a [Vec<u8>], ()> {
+    let r: &mut ngx_http_request_t = r.as_mut();
     let taken = taken_headers(r.pool).ok_or(())?;
     if let Some(i) = taken
         .0
@@ -464,7 +441,7 @@ unsafe fn remove_headers(
 ) -> Result<Vec<Vec<u8>>, ()> {
     let mut removed = Vec::new();
     let mut runs: Vec<(*mut ngx_table_elt_t, usize)> = Vec::new();
-    let mut part: *mut ngx_list_part_t = &mut list.part;
+    let mut part: *mut ngx_list_part_t = &raw mut list.part;
     // SAFETY: (whole body) parts and elements are those of the valid list.
     unsafe {
         while let Some(p) = part.as_mut() {
@@ -501,7 +478,7 @@ unsafe fn remove_headers(
                 nelts: 0,
                 next: ptr::null_mut(),
             };
-            list.last = &mut list.part;
+            list.last = &raw mut list.part;
             return Ok(removed);
         };
         let mut parts = Vec::with_capacity(rest.len());
@@ -522,7 +499,7 @@ unsafe fn remove_headers(
             nelts: first_len,
             next: ptr::null_mut(),
         };
-        let mut last: *mut ngx_list_part_t = &mut list.part;
+        let mut last: *mut ngx_list_part_t = &raw mut list.part;
         let mut last_len = first_len;
         for (p, &(_, nelts)) in parts.into_iter().zip(rest) {
             (*last).next = p;

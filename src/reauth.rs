@@ -12,35 +12,32 @@
 //! sent from a posted event, after the GOAWAY.
 
 use core::ffi::c_void;
-use core::mem;
 use core::ptr;
 
+use ngx::core::Status;
 use ngx::ffi::{
-    ngx_delete_posted_event, ngx_event_t, ngx_http_complex_value_t, ngx_http_finalize_request,
-    ngx_http_request_t, ngx_http_run_posted_requests, ngx_http_send_response, ngx_int_t,
-    ngx_pcalloc, ngx_pool_cleanup_add, ngx_post_event, ngx_posted_events, ngx_uint_t, NGX_DONE,
-    NGX_ERROR, NGX_HTTP_TEMPORARY_REDIRECT,
+    ngx_delete_posted_event, ngx_event_t, ngx_http_finalize_request, ngx_http_request_t,
+    ngx_http_run_posted_requests, ngx_pcalloc, ngx_pool_cleanup_add, ngx_post_event,
+    ngx_posted_events,
 };
-use ngx::http::Request;
+use ngx::http::{HTTPStatus, Request};
 
-use crate::handler;
+use crate::http;
 
 /// Answers a stale request with a redirect to itself and the end of its connection.
-///
-/// # Safety
-/// `r` must be the request of a running access phase handler.
-pub unsafe fn redirect(r: *mut ngx_http_request_t) -> ngx_int_t {
-    // SAFETY: caller: `r` is valid.
+pub fn redirect(r: &mut Request) -> Status {
+    if r.as_ref().stream.is_null() {
+        r.as_mut().set_keepalive(0);
+        return send(r);
+    }
+    let r: *mut ngx_http_request_t = r.into();
+    // SAFETY: a live request. HTTP/2: the answer waits for a posted event, queued behind
+    // nothing of this request.
     unsafe {
-        if (*r).stream.is_null() {
-            (*r).set_keepalive(0);
-            return send(r);
-        }
-        // HTTP/2: the answer waits for a posted event, queued behind nothing of this request.
-        let ev = ngx_pcalloc((*r).pool, mem::size_of::<ngx_event_t>()).cast::<ngx_event_t>();
+        let ev = ngx_pcalloc((*r).pool, size_of::<ngx_event_t>()).cast::<ngx_event_t>();
         let cleanup = ngx_pool_cleanup_add((*r).pool, 0);
         let Some((ev, cleanup)) = ev.as_mut().zip(cleanup.as_mut()) else {
-            return NGX_ERROR as ngx_int_t;
+            return Status::NGX_ERROR;
         };
         ev.handler = Some(redirect_h2);
         ev.data = r.cast();
@@ -49,8 +46,8 @@ pub unsafe fn redirect(r: *mut ngx_http_request_t) -> ngx_int_t {
         cleanup.handler = Some(forget_event);
         cleanup.data = ptr::from_mut(ev).cast();
         ngx_post_event(ev, ptr::addr_of_mut!(ngx_posted_events));
-        NGX_DONE as ngx_int_t
     }
+    Status::NGX_DONE
 }
 
 unsafe extern "C" fn forget_event(data: *mut c_void) {
@@ -80,39 +77,22 @@ unsafe extern "C" fn redirect_h2(ev: *mut ngx_event_t) {
                 handler(read);
             }
         }
-        let rc = send(r);
-        if rc != NGX_DONE as ngx_int_t {
-            ngx_http_finalize_request(r, rc);
+        let rc = send(Request::from_ngx_http_request(r));
+        if rc != Status::NGX_DONE {
+            ngx_http_finalize_request(r, rc.0);
         }
         ngx_http_run_posted_requests(fc);
     }
 }
 
 /// Sends the 307 to the request's own URL and finalizes the request.
-///
-/// # Safety
-/// `r` must be a valid request that has not sent its header.
-unsafe fn send(r: *mut ngx_http_request_t) -> ngx_int_t {
-    // SAFETY: caller. The unparsed URI lives in the request; the header filter makes the
-    // Location absolute with the request's scheme and host, as for nginx's own redirects.
-    unsafe {
-        if !handler::add_response_header(
-            Request::from_ngx_http_request(r),
-            "Cache-Control",
-            "no-store",
-        ) {
-            return NGX_ERROR as ngx_int_t;
-        }
-
-        let mut value: ngx_http_complex_value_t = mem::zeroed();
-        value.value = (*r).unparsed_uri;
-        let rc = ngx_http_send_response(
-            r,
-            NGX_HTTP_TEMPORARY_REDIRECT as ngx_uint_t,
-            ptr::null_mut(),
-            &mut value,
-        );
-        ngx_http_finalize_request(r, rc);
+fn send(r: &mut Request) -> Status {
+    if !http::add_response_header(r, "Cache-Control", "no-store") {
+        return Status::NGX_ERROR;
     }
-    NGX_DONE as ngx_int_t
+    // The header filter makes the Location absolute with the request's scheme and host, as
+    // for nginx's own redirects.
+    let location = r.unparsed_uri().as_bytes().to_vec();
+    let rc = http::send_response(r, HTTPStatus::TEMPORARY_REDIRECT, None, &location);
+    http::finalize(r, rc)
 }

@@ -26,32 +26,32 @@
 
 use core::ffi::{c_int, c_long, c_uchar, c_void};
 use core::ptr;
-use core::sync::atomic::{AtomicI32, Ordering};
 
 use ngx::ffi::{
     ngx_http_conf_addr_t, ngx_http_conf_port_t, ngx_http_core_main_conf_t,
-    ngx_http_core_srv_conf_t, ngx_http_ssl_module, ngx_http_ssl_srv_conf_t, ngx_time,
-    CRYPTO_get_ex_new_index, SSL_CTX_ctrl, SSL_CTX_get_ex_data, SSL_CTX_get_timeout,
-    SSL_CTX_get_verify_callback, SSL_CTX_get_verify_mode, SSL_CTX_sess_get_get_cb,
-    SSL_CTX_sess_set_get_cb, SSL_CTX_set_ex_data, SSL_CTX_set_session_ticket_cb,
+    ngx_http_core_srv_conf_t, ngx_http_ssl_module, ngx_http_ssl_srv_conf_t, ngx_time, SSL_CTX_ctrl,
+    SSL_CTX_get_timeout, SSL_CTX_get_verify_callback, SSL_CTX_get_verify_mode,
+    SSL_CTX_sess_get_get_cb, SSL_CTX_sess_set_get_cb, SSL_CTX_set_session_ticket_cb,
     SSL_CTX_set_timeout, SSL_CTX_set_verify, SSL_SESSION_free, SSL_SESSION_get0_ticket_appdata,
     SSL_SESSION_get_time, SSL_SESSION_get_timeout, SSL_SESSION_set1_ticket_appdata,
     SSL_SESSION_set_timeout, SSL_get_SSL_CTX, SSL_get_ex_data_X509_STORE_CTX_idx, SSL_get_session,
-    SSL_verify_cb, X509_STORE_CTX_get_error_depth, X509_STORE_CTX_get_ex_data,
-    CRYPTO_EX_INDEX_SSL_CTX, SSL, SSL_CTRL_GET_SESS_CACHE_MODE, SSL_CTRL_SET_SESS_CACHE_MODE,
-    SSL_CTX, SSL_SESSION, SSL_SESS_CACHE_NO_INTERNAL_LOOKUP, SSL_TICKET_RETURN,
-    SSL_TICKET_RETURN_IGNORE_RENEW, SSL_TICKET_RETURN_USE, SSL_TICKET_RETURN_USE_RENEW,
-    SSL_TICKET_STATUS, SSL_TICKET_SUCCESS, SSL_TICKET_SUCCESS_RENEW, SSL_VERIFY_NONE,
-    X509_STORE_CTX,
+    SSL_verify_cb, X509_STORE_CTX_get_error_depth, X509_STORE_CTX_get_ex_data, SSL,
+    SSL_CTRL_GET_SESS_CACHE_MODE, SSL_CTRL_SET_SESS_CACHE_MODE, SSL_CTX, SSL_SESSION,
+    SSL_SESS_CACHE_NO_INTERNAL_LOOKUP, SSL_TICKET_RETURN, SSL_TICKET_RETURN_IGNORE_RENEW,
+    SSL_TICKET_RETURN_USE, SSL_TICKET_RETURN_USE_RENEW, SSL_TICKET_STATUS, SSL_TICKET_SUCCESS,
+    SSL_TICKET_SUCCESS_RENEW, SSL_VERIFY_NONE, X509_STORE_CTX,
 };
 
-use crate::{age, tls};
+use auth_cert_core::age;
+
+use crate::ex_data::Slot;
 
 /// nginx's shared-cache lookup, as `SSL_CTX_sess_get_get_cb` returns it.
 type GetSession =
     Option<unsafe extern "C" fn(*mut SSL, *const c_uchar, c_int, *mut c_int) -> *mut SSL_SESSION>;
 
 /// What the module keeps with one `SSL_CTX` (in its ex_data, freed with it).
+#[derive(Default)]
 struct Hooks {
     /// nginx's verify callback, called first.
     verify: SSL_verify_cb,
@@ -64,40 +64,16 @@ struct Hooks {
     installed: bool,
 }
 
-static CTX_INDEX: AtomicI32 = AtomicI32::new(-1);
-
-fn ctx_index() -> Option<c_int> {
-    let index = CTX_INDEX.load(Ordering::Relaxed);
-    if index >= 0 {
-        return Some(index);
-    }
-    // SAFETY: plain OpenSSL call; `free_boxed::<Hooks>` matches CRYPTO_EX_free, and the slot
-    // only holds pointers from `Box::<Hooks>::into_raw` (`hooks_mut`).
-    let index = unsafe {
-        CRYPTO_get_ex_new_index(
-            CRYPTO_EX_INDEX_SSL_CTX as c_int,
-            0,
-            ptr::null_mut(),
-            None,
-            None,
-            Some(tls::free_boxed::<Hooks>),
-        )
-    };
-    CTX_INDEX.store(index, Ordering::Relaxed);
-    (index >= 0).then_some(index)
-}
+/// The hooks of each server's context.
+static HOOKS: Slot<SSL_CTX, Hooks> = Slot::new();
 
 /// The hooks of `ctx`, if the module set them up.
 ///
 /// # Safety
-/// `ctx` must be a live `SSL_CTX`.
+/// `ctx` must be null or a live `SSL_CTX`.
 unsafe fn hooks<'a>(ctx: *const SSL_CTX) -> Option<&'a Hooks> {
-    let index = CTX_INDEX.load(Ordering::Relaxed);
-    if index < 0 || ctx.is_null() {
-        return None;
-    }
-    // SAFETY: the slot holds null or a Hooks owned by the context (caller: ctx is live).
-    unsafe { SSL_CTX_get_ex_data(ctx, index).cast::<Hooks>().as_ref() }
+    // SAFETY: caller.
+    unsafe { HOOKS.get(ctx) }
 }
 
 /// The hooks of `ctx`, made on first use; only at configuration time.
@@ -105,29 +81,9 @@ unsafe fn hooks<'a>(ctx: *const SSL_CTX) -> Option<&'a Hooks> {
 /// # Safety
 /// `ctx` must be a live `SSL_CTX`, not used by any connection yet.
 unsafe fn hooks_mut<'a>(ctx: *mut SSL_CTX) -> Option<&'a mut Hooks> {
-    let index = ctx_index()?;
-    // SAFETY: as in `hooks`.
-    let existing = unsafe { SSL_CTX_get_ex_data(ctx, index) }.cast::<Hooks>();
-    // SAFETY: configuration is single-threaded and no connection uses the context yet, so
-    // nothing else refers to its Hooks.
-    if let Some(hooks) = unsafe { existing.as_mut() } {
-        return Some(hooks);
-    }
-    let hooks = Box::into_raw(Box::new(Hooks {
-        verify: None,
-        get_session: None,
-        server_max_age: None,
-        handshake_max_age: None,
-        installed: false,
-    }));
-    // SAFETY: on failure the box is still ours; on success the context frees it.
-    unsafe {
-        if SSL_CTX_set_ex_data(ctx, index, hooks.cast()) == 0 {
-            drop(Box::from_raw(hooks));
-            return None;
-        }
-        Some(&mut *hooks)
-    }
+    // SAFETY: caller; configuration is single-threaded and no connection uses the context
+    // yet, so nothing else refers to its Hooks.
+    unsafe { HOOKS.get_or_make_mut(ctx, Hooks::default) }
 }
 
 /// The SSL context of a server configuration, if the server has TLS.
@@ -288,7 +244,9 @@ unsafe fn stamp_of(session: *mut SSL_SESSION) -> Option<i64> {
     let mut len = 0usize;
     // SAFETY: live session; the data stays owned by it.
     unsafe {
-        if SSL_SESSION_get0_ticket_appdata(session, &mut data, &mut len) != 1 || data.is_null() {
+        if SSL_SESSION_get0_ticket_appdata(session, &raw mut data, &raw mut len) != 1
+            || data.is_null()
+        {
             return None;
         }
         age::decode_stamp(core::slice::from_raw_parts(data.cast::<u8>(), len))

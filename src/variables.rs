@@ -1,29 +1,30 @@
 //! `$auth_cert_*` variables.
 
-use ngx::ffi::{
-    ngx_conf_t, ngx_http_add_variable, ngx_http_request_t, ngx_int_t, ngx_str_t, ngx_uint_t,
-    ngx_variable_value_t, NGX_ERROR, NGX_HTTP_VAR_NOCACHEABLE, NGX_OK,
-};
+use auth_cert_core::age::Decimal;
+use auth_cert_core::cert::CertificateInfo;
+use ngx::core::Status;
+use ngx::ffi::{ngx_conf_t, ngx_http_request_t, ngx_int_t, ngx_variable_value_t};
 use ngx::http::Request;
 
-use crate::age::Decimal;
-use crate::cert::CertificateInfo;
-use crate::handler::{self, RequestAuth};
+use crate::access::{self, RequestAuth};
+use crate::http;
 
 /// Reads one variable's value out of a request's evaluation.
 type Getter = fn(&RequestAuth) -> &str;
 
 /// The variables, by name; the index is the `data` of the getter.
 const VARIABLES: [(&str, Getter); 13] = [
-    ("auth_cert_status", |a| match &a.outcome {
+    ("auth_cert_status", |a| match &a.evaluation.outcome {
         Ok(_) => "ok",
         Err(reason) => reason.status().as_str(),
     }),
-    ("auth_cert_reason", |a| match &a.outcome {
+    ("auth_cert_reason", |a| match &a.evaluation.outcome {
         Ok(_) => "",
         Err(reason) => reason.as_str(),
     }),
-    ("auth_cert_identity", |a| a.outcome.as_deref().unwrap_or("")),
+    ("auth_cert_identity", |a| {
+        a.evaluation.outcome.as_deref().unwrap_or("")
+    }),
     ("auth_cert_subject", |a| {
         trusted(a).map_or("", CertificateInfo::subject)
     }),
@@ -34,7 +35,7 @@ const VARIABLES: [(&str, Getter); 13] = [
         trusted(a).map_or("", CertificateInfo::serial)
     }),
     ("auth_cert_fingerprint", |a| {
-        trusted(a).map_or("", CertificateInfo::fingerprint)
+        trusted(a).map_or("", CertificateInfo::fingerprint_hex)
     }),
     ("auth_cert_email", |a| {
         trusted(a).and_then(|c| c.email()).unwrap_or("")
@@ -47,14 +48,18 @@ const VARIABLES: [(&str, Getter); 13] = [
             .get_or_init(|| decimal(trusted(a).map(|c| c.not_after)))
             .as_str()
     }),
-    ("auth_cert_source", |a| a.source.map_or("", |s| s.as_str())),
+    ("auth_cert_source", |a| {
+        a.evaluation.source.map_or("", |s| s.as_str())
+    }),
     ("auth_cert_auth_time", |a| {
         a.auth_time_text
-            .get_or_init(|| decimal(a.auth_time))
+            .get_or_init(|| decimal(a.evaluation.auth_time))
             .as_str()
     }),
     ("auth_cert_age", |a| {
-        a.age_text.get_or_init(|| decimal(a.age)).as_str()
+        a.age_text
+            .get_or_init(|| decimal(a.evaluation.age))
+            .as_str()
     }),
 ];
 
@@ -65,7 +70,7 @@ fn decimal(value: Option<i64>) -> Decimal {
 
 /// The certificate's facts, when its chain verified.
 fn trusted(auth: &RequestAuth) -> Option<&CertificateInfo> {
-    auth.cert.as_deref().filter(|_| auth.trusted)
+    auth.evaluation.trusted_cert()
 }
 
 /// Registers the variables; called from preconfiguration.
@@ -73,23 +78,11 @@ fn trusted(auth: &RequestAuth) -> Option<&CertificateInfo> {
 /// # Safety
 /// `cf` must be the configuration being parsed.
 pub unsafe fn add(cf: *mut ngx_conf_t) -> bool {
-    for (index, (name, _)) in VARIABLES.iter().enumerate() {
-        let mut name = ngx_str_t {
-            len: name.len(),
-            data: name.as_ptr().cast_mut(),
-        };
-        // SAFETY: nginx copies the name into the configuration pool; a null result means
-        // allocation failure or a conflicting definition, already logged.
-        let var =
-            unsafe { ngx_http_add_variable(cf, &mut name, NGX_HTTP_VAR_NOCACHEABLE as ngx_uint_t) };
-        // SAFETY: non-null results point to the variable nginx keeps for the name.
-        let Some(var) = (unsafe { var.as_mut() }) else {
-            return false;
-        };
-        var.get_handler = Some(get);
-        var.data = index;
-    }
-    true
+    VARIABLES
+        .iter()
+        .enumerate()
+        // SAFETY: caller.
+        .all(|(index, (name, _))| unsafe { http::add_variable(cf, name, get, index) })
 }
 
 unsafe extern "C" fn get(
@@ -99,16 +92,10 @@ unsafe extern "C" fn get(
 ) -> ngx_int_t {
     // SAFETY: nginx calls variable getters with a valid request and value slot.
     let (request, v) = unsafe { (Request::from_ngx_http_request(r), &mut *v) };
-    let (Some(auth), Some((_, value_of))) = (handler::evaluate(request), VARIABLES.get(data))
-    else {
-        return NGX_ERROR as ngx_int_t;
+    let (Some(auth), Some((_, value_of))) = (access::evaluate(request), VARIABLES.get(data)) else {
+        return Status::NGX_ERROR.0;
     };
     // The value lives in the request's evaluation, which the request pool keeps alive.
-    let value = value_of(auth);
-    v.set_len(value.len() as u32);
-    v.set_valid(1);
-    v.set_no_cacheable(0);
-    v.set_not_found(0);
-    v.data = value.as_ptr().cast_mut();
-    NGX_OK as ngx_int_t
+    http::set_variable(v, value_of(auth).as_bytes());
+    Status::NGX_OK.0
 }

@@ -7,32 +7,13 @@
 
 use libfuzzer_sys::fuzz_target;
 
-// The module's pure code, compiled as modules of this crate so that their `crate::` paths
-// resolve; the nginx glue is left out.
-#[allow(dead_code)]
-#[path = "../../src/cert.rs"]
-mod cert;
-#[allow(dead_code)]
-#[path = "../../src/identity.rs"]
-mod identity;
-#[allow(dead_code)]
-#[path = "../../src/pem.rs"]
-mod pem;
-#[allow(dead_code)]
-#[path = "../../src/policy.rs"]
-mod policy;
-#[allow(dead_code)]
-#[path = "../../src/trusted.rs"]
-mod trusted;
-#[allow(dead_code)]
-#[path = "../../src/verdict.rs"]
-mod verdict;
-
+use auth_cert_core::forwarded::{self as trusted, pem};
+use auth_cert_core::{cert, policy};
 use std::cell::RefCell;
 use std::sync::OnceLock;
 
-use identity::{IdentityRegex, IdentitySource};
-use policy::Policy;
+use auth_cert_core::identity::{IdentityRegex, IdentitySource};
+use auth_cert_core::policy::Policy;
 
 fn policies() -> &'static [Policy] {
     static POLICIES: OnceLock<Vec<Policy>> = OnceLock::new();

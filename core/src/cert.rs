@@ -83,6 +83,9 @@ pub struct CertificateInfo {
     subject: Span,
     issuer: Span,
     serial: Span,
+    /// SHA-256 of the DER encoding.
+    sha256: [u8; 32],
+    /// The same, lower-case hex, for identity and variables.
     fingerprint: Span,
     /// Subject attributes in DER order, then the lists in certificate order.
     entries: Box<[Entry]>,
@@ -114,7 +117,7 @@ impl CertificateInfo {
         info.subject(&rfc4514(cert.subject()))
             .issuer(&rfc4514(cert.issuer()))
             .serial(&serial_hex(cert.raw_serial()))
-            .fingerprint(&hex(sha256, HEX_LOWER))
+            .fingerprint(*sha256)
             .validity(
                 cert.validity().not_before.timestamp(),
                 cert.validity().not_after.timestamp(),
@@ -166,8 +169,13 @@ impl CertificateInfo {
         self.text(self.serial)
     }
 
-    /// SHA-256 of the DER encoding, lower-case hex.
-    pub fn fingerprint(&self) -> &str {
+    /// SHA-256 of the DER encoding.
+    pub fn fingerprint(&self) -> &[u8; 32] {
+        &self.sha256
+    }
+
+    /// SHA-256 of the DER encoding, lower-case hex, as `$ssl_client_fingerprint` shows SHA-1.
+    pub fn fingerprint_hex(&self) -> &str {
         self.text(self.fingerprint)
     }
 
@@ -240,8 +248,10 @@ impl CertificateBuilder {
         self
     }
 
-    pub fn fingerprint(&mut self, fingerprint: &str) -> &mut Self {
-        self.info.fingerprint = self.push(fingerprint);
+    /// The SHA-256 of the DER encoding.
+    pub fn fingerprint(&mut self, sha256: [u8; 32]) -> &mut Self {
+        self.info.sha256 = sha256;
+        self.info.fingerprint = self.push(&hex(&sha256, HEX_LOWER));
         self
     }
 
@@ -612,7 +622,11 @@ mod tests {
         );
         assert_eq!(info.issuer(), info.subject());
         assert_eq!(info.serial(), "0A1B");
-        assert_eq!(info.fingerprint(), hex(&Sha256::digest(&der), HEX_LOWER));
+        assert_eq!(
+            info.fingerprint_hex(),
+            hex(&Sha256::digest(&der), HEX_LOWER)
+        );
+        assert_eq!(info.fingerprint(), &<[u8; 32]>::from(Sha256::digest(&der)));
         assert_eq!(info.email(), Some("first.last@mail.mil"));
         assert_eq!(info.upn(), Some("1234567890@mil"));
         assert_eq!(

@@ -8,7 +8,7 @@ use core::fmt;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 
-use crate::trusted::percent_decode;
+use super::percent_decode;
 
 /// Longest header value accepted; a client certificate with two intermediates, escaped, is
 /// far below it.

@@ -7,11 +7,12 @@ use std::path::PathBuf;
 
 use regex::Regex;
 
-use crate::age;
+use crate::directive::Directive;
+use crate::forwarded::{ArgSource, HeaderSource};
 use crate::identity::{IdentityRegex, IdentitySource};
 use crate::policy::{self, Policy};
+use crate::time;
 use crate::token::TokenSettings;
-use crate::trusted::{ArgSource, HeaderSource};
 
 /// `auth_cert on | optional | off`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,12 +103,13 @@ impl Settings {
         }
     }
 
-    /// Applies directive `name` with its arguments `args` (without the name).
-    pub fn apply(&mut self, name: &str, args: &[&str]) -> Result<(), String> {
+    /// Applies `directive` with its arguments `args` (without the name).
+    pub fn apply(&mut self, directive: Directive, args: &[&str]) -> Result<(), String> {
+        let name = directive.name();
         let duplicate = || format!("\"{name}\" directive is duplicate");
         let policy = &mut self.policy;
-        match name {
-            "auth_cert" => {
+        match directive {
+            Directive::AuthCert => {
                 if self.mode.is_some() {
                     return Err(duplicate());
                 }
@@ -119,13 +121,13 @@ impl Settings {
                     )
                 })?);
             }
-            "auth_cert_identity" => {
+            Directive::Identity => {
                 if policy.sources.is_some() {
                     return Err(duplicate());
                 }
                 policy.sources = Some(each(name, args, IdentitySource::parse)?);
             }
-            "auth_cert_identity_regex" => {
+            Directive::IdentityRegex => {
                 if policy.identity_regex.is_some() {
                     return Err(duplicate());
                 }
@@ -134,13 +136,13 @@ impl Settings {
                     IdentityRegex::new(pattern).map_err(|e| invalid_regex(name, pattern, &e))?,
                 );
             }
-            "auth_cert_eku" => {
+            Directive::Eku => {
                 if !policy.eku.is_empty() {
                     return Err(duplicate());
                 }
                 policy.eku = each(name, args, policy::parse_eku)?;
             }
-            "auth_cert_key_usage" => {
+            Directive::KeyUsage => {
                 if policy.key_usage != 0 {
                     return Err(duplicate());
                 }
@@ -148,13 +150,13 @@ impl Settings {
                     .into_iter()
                     .fold(0, |bits, bit| bits | bit);
             }
-            "auth_cert_policy" => {
+            Directive::Policy => {
                 if !policy.policies.is_empty() {
                     return Err(duplicate());
                 }
                 policy.policies = each(name, args, policy::parse_policy_oid)?;
             }
-            "auth_cert_issuer" => {
+            Directive::Issuer => {
                 if policy.issuer.is_some() {
                     return Err(duplicate());
                 }
@@ -162,17 +164,17 @@ impl Settings {
                 policy.issuer =
                     Some(Regex::new(pattern).map_err(|e| invalid_regex(name, pattern, &e))?);
             }
-            "auth_cert_max_age" => {
+            Directive::MaxAge => {
                 if self.max_age.is_some() {
                     return Err(duplicate());
                 }
                 let word = one(name, args)?;
                 self.max_age =
-                    Some(age::parse_max_age(word).map_err(|_| {
+                    Some(parse_max_age(word).ok_or_else(|| {
                         format!("invalid value \"{word}\" in \"{name}\" directive")
                     })?);
             }
-            "auth_cert_stale" => {
+            Directive::Stale => {
                 if self.stale.is_some() {
                     return Err(duplicate());
                 }
@@ -188,26 +190,37 @@ impl Settings {
                     }
                 });
             }
-            "auth_cert_header" => {
+            Directive::Header => {
                 if self.header.is_some() {
                     return Err(duplicate());
                 }
                 self.header = Some(HeaderSource::parse(args).map_err(|e| in_directive(name, &e))?);
             }
-            "auth_cert_identity_arg" => {
+            Directive::IdentityArg => {
                 if self.identity_arg.is_some() {
                     return Err(duplicate());
                 }
                 self.identity_arg =
                     Some(ArgSource::parse(args).map_err(|e| in_directive(name, &e))?);
             }
-            _ if TokenSettings::is_directive(name) => {
-                self.token.apply(name, args, &self.conf_prefix)?;
-            }
-            _ => return Err(format!("unknown directive \"{name}\"")),
+            _ => self.token.apply(directive, args, &self.conf_prefix)?,
         }
         Ok(())
     }
+}
+
+/// Longest accepted `auth_cert_max_age`: a year, far below any overflow of Unix seconds.
+pub const MAX_AGE_LIMIT: i64 = 365 * 24 * 60 * 60;
+
+/// `auth_cert_max_age`: `off` (`Some(None)`) or from one second to [`MAX_AGE_LIMIT`].
+fn parse_max_age(word: &str) -> Option<Option<i64>> {
+    if word == "off" {
+        return Some(None);
+    }
+    let seconds = time::parse(word).ok()?;
+    (1..=MAX_AGE_LIMIT)
+        .contains(&seconds)
+        .then_some(Some(seconds))
 }
 
 fn one<'a>(name: &str, args: &[&'a str]) -> Result<&'a str, String> {
@@ -243,14 +256,19 @@ fn invalid_regex(name: &str, pattern: &str, error: &dyn core::fmt::Display) -> S
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::identity::DEFAULT_SOURCES;
+
+    /// The directive of a name, for tests written with directive names.
+    pub(crate) fn d(name: &str) -> Directive {
+        Directive::from_name(name).expect("a directive of the module")
+    }
 
     fn settings(lines: &[(&str, &[&str])]) -> Result<Settings, String> {
         let mut s = Settings::default();
         for (name, args) in lines {
-            s.apply(name, args)?;
+            s.apply(d(name), args)?;
         }
         Ok(s)
     }
@@ -463,7 +481,7 @@ mod tests {
         .unwrap();
         assert_eq!(s.mode(), Mode::Optional);
         assert_eq!(s.token.ttl(), 600);
-        s.apply("auth_cert_login", &[]).unwrap();
+        s.apply(d("auth_cert_login"), &[]).unwrap();
         assert_eq!(s.mode(), Mode::On);
     }
 }

@@ -58,7 +58,7 @@ impl IdentitySource {
             Self::SanDns => cert.values(Field::SanDns).find(non_empty),
             Self::SanUri => cert.values(Field::SanUri).find(non_empty),
             Self::Serial => Some(cert.serial()),
-            Self::Fingerprint => Some(cert.fingerprint()),
+            Self::Fingerprint => Some(cert.fingerprint_hex()),
             Self::Subject => Some(cert.subject()).filter(non_empty),
             Self::Oid(oid) => cert.attribute_values(oid).find(non_empty),
         }
@@ -162,9 +162,7 @@ mod tests {
 
     fn builder(attrs: &[(&str, &str)]) -> CertificateBuilder {
         let mut b = CertificateBuilder::default();
-        b.subject("CN=x")
-            .serial("0A1B")
-            .fingerprint(&"ab".repeat(32));
+        b.subject("CN=x").serial("0A1B").fingerprint([0xab; 32]);
         for (oid, value) in attrs {
             b.attribute(oid, Some(value));
         }

@@ -1,6 +1,8 @@
 //! Credentials that arrive in the request rather than in the TLS handshake, and the networks
 //! they are accepted from: `auth_cert_header` and `auth_cert_identity_arg`.
 
+pub mod pem;
+
 use core::net::IpAddr;
 use std::collections::VecDeque;
 

@@ -4,66 +4,6 @@
 //!
 //! Times are Unix seconds. Nothing here allocates: the per-request check is a few comparisons.
 
-/// Longest accepted `auth_cert_max_age`: a year, far below any overflow of Unix seconds.
-pub const MAX_AGE_LIMIT: i64 = 365 * 24 * 60 * 60;
-
-/// A value that is not a time `auth_cert_max_age` accepts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct InvalidTime;
-
-/// Parses nginx's time syntax (`30s`, `15m`, `1h30m`, `2d`, `1w`, a bare number of seconds)
-/// into seconds; `off` is `None`. The value must be from one second to one year.
-pub fn parse_max_age(word: &str) -> Result<Option<i64>, InvalidTime> {
-    if word == "off" {
-        return Ok(None);
-    }
-    let mut total: i64 = 0;
-    let mut number: Option<i64> = None;
-    let mut last_unit = i64::MAX;
-    for c in word.chars() {
-        if let Some(digit) = c.to_digit(10) {
-            number = Some(
-                number
-                    .unwrap_or(0)
-                    .checked_mul(10)
-                    .and_then(|n| n.checked_add(i64::from(digit)))
-                    .ok_or(InvalidTime)?,
-            );
-            continue;
-        }
-        let unit = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 60 * 60,
-            'd' => 24 * 60 * 60,
-            'w' => 7 * 24 * 60 * 60,
-            'M' => 30 * 24 * 60 * 60,
-            'y' => 365 * 24 * 60 * 60,
-            _ => return Err(InvalidTime),
-        };
-        // Units in decreasing order, each once, each after a number (as nginx requires).
-        if unit >= last_unit {
-            return Err(InvalidTime);
-        }
-        last_unit = unit;
-        let n = number.take().ok_or(InvalidTime)?;
-        total = n
-            .checked_mul(unit)
-            .and_then(|v| total.checked_add(v))
-            .ok_or(InvalidTime)?;
-    }
-    if let Some(seconds) = number {
-        if last_unit <= 1 {
-            return Err(InvalidTime);
-        }
-        total = total.checked_add(seconds).ok_or(InvalidTime)?;
-    }
-    if !(1..=MAX_AGE_LIMIT).contains(&total) {
-        return Err(InvalidTime);
-    }
-    Ok(Some(total))
-}
-
 /// The age of an authentication at `now` (never negative, for clocks stepping back).
 pub fn age(auth_time: i64, now: i64) -> i64 {
     now.saturating_sub(auth_time).max(0)
@@ -156,41 +96,6 @@ impl Decimal {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn nginx_time_syntax() {
-        assert_eq!(parse_max_age("off"), Ok(None));
-        assert_eq!(parse_max_age("30"), Ok(Some(30)));
-        assert_eq!(parse_max_age("30s"), Ok(Some(30)));
-        assert_eq!(parse_max_age("15m"), Ok(Some(900)));
-        assert_eq!(parse_max_age("1h"), Ok(Some(3600)));
-        assert_eq!(parse_max_age("1h30m"), Ok(Some(5400)));
-        assert_eq!(parse_max_age("1d"), Ok(Some(86400)));
-        assert_eq!(parse_max_age("1w"), Ok(Some(604_800)));
-        assert_eq!(parse_max_age("1m30"), Ok(Some(90)));
-    }
-
-    #[test]
-    fn bad_times() {
-        for word in [
-            "",
-            "0",
-            "0s",
-            "-1",
-            "m",
-            "15x",
-            "1m1h",
-            "1s1s",
-            "1s30",
-            "1 m",
-            "2y",
-            "9999999999999999999",
-            "On",
-        ] {
-            assert_eq!(parse_max_age(word), Err(InvalidTime), "{word:?}");
-        }
-        assert_eq!(parse_max_age("1y"), Ok(Some(MAX_AGE_LIMIT)));
-    }
 
     #[test]
     fn staleness() {

@@ -1,0 +1,507 @@
+//! The decisions of the access phase, from what nginx and OpenSSL established about a request:
+//! which credential counts, whether the request passes, and what a rejection answers.
+//!
+//! The module crate gathers the facts (the connection's peer certificate, the authentication
+//! time stamped into its TLS session, the forwarded credential of a trusted peer) and carries
+//! out the [`Action`]; the rules live here, where unit tests reach them.
+
+use core::cell::RefCell;
+use core::ptr;
+use std::rc::Rc;
+
+use crate::age;
+use crate::cert::CertificateInfo;
+use crate::forwarded::Source;
+use crate::policy::Policy;
+use crate::settings::{Mode, Settings, Stale};
+use crate::verdict::{wire_status, Reason};
+
+/// What a connection's TLS handshake established about the client certificate.
+#[derive(Debug)]
+pub enum PeerCertificate {
+    /// The client sent none.
+    Absent,
+    /// Sent, but the chain did not verify (`ssl_verify_client optional_no_ca`). Its facts
+    /// serve the log only, never a variable.
+    Unverified(Option<Rc<CertificateInfo>>),
+    /// Verified, but not parseable by this module.
+    Unparseable,
+    Verified(Verified),
+}
+
+/// A policy's decision on a certificate: the identity, or why it is refused.
+pub type Decision = Result<Rc<str>, Reason>;
+
+/// A verified certificate, with the last policy decision made on it.
+#[derive(Debug)]
+pub struct Verified {
+    pub info: Rc<CertificateInfo>,
+    /// The requests of a connection mostly meet the same location: its policy's decision is
+    /// kept, by the address of the policy (configurations outlive their connections).
+    decision: RefCell<Option<(*const Policy, Decision)>>,
+}
+
+impl Verified {
+    pub fn new(info: Rc<CertificateInfo>) -> Self {
+        Verified {
+            info,
+            decision: RefCell::new(None),
+        }
+    }
+
+    /// `policy.judge` of this certificate, made once per connection and policy.
+    pub fn judge(&self, policy: &Policy) -> Decision {
+        if let Some((judged_by, decision)) = &*self.decision.borrow() {
+            if ptr::eq(*judged_by, policy) {
+                return decision.clone();
+            }
+        }
+        let decision = policy.judge(&self.info).map(Rc::from);
+        *self.decision.borrow_mut() = Some((policy, decision.clone()));
+        decision
+    }
+}
+
+/// What the request itself carries (`auth_cert_header`, `auth_cert_identity_arg`).
+#[derive(Debug)]
+pub enum Forwarded {
+    /// Nothing forwarded, or nothing configured: the TLS certificate decides.
+    Nothing,
+    /// A forwarded certificate from a peer outside `from=`: ignored.
+    Untrusted,
+    /// A credential from a trusted peer, evaluated.
+    Evaluated(Credential),
+}
+
+/// A forwarded credential of a trusted peer, evaluated.
+#[derive(Debug)]
+pub struct Credential {
+    pub source: Source,
+    /// The forwarded certificate, when it verified (or verified but for its validity).
+    pub cert: Option<Rc<CertificateInfo>>,
+    pub outcome: Result<String, Reason>,
+    /// What exactly was wrong with a rejected credential, for the log.
+    pub detail: Option<String>,
+}
+
+/// The TLS side of a request.
+#[derive(Debug, Clone, Copy)]
+pub enum Tls<'a> {
+    /// A connection without TLS.
+    Plain,
+    Connection {
+        /// The connection's client certificate; `None` when it could not be kept (memory).
+        peer: Option<&'a PeerCertificate>,
+        /// The time of the full handshake that verified the certificate, from the session.
+        auth_time: Option<i64>,
+        /// Whether the handshake ran in the SSL context of the server that serves the request,
+        /// and so verified the certificate against this server's client CAs. Without SNI the
+        /// handshake runs in the default server while `Host` may select another server.
+        this_server: bool,
+    },
+}
+
+/// The evaluation of one request: what the variables show and what the gate decides on.
+#[derive(Debug)]
+pub struct Evaluation {
+    /// The certificate, verified or not; variables expose it only when `trusted`.
+    pub cert: Option<Rc<CertificateInfo>>,
+    pub trusted: bool,
+    /// The identity, or why the request is not authenticated.
+    pub outcome: Result<Rc<str>, Reason>,
+    /// Where the evaluated credential came from; `None` when there was none.
+    pub source: Option<Source>,
+    /// Unix seconds of the full TLS handshake that verified the client certificate, whatever
+    /// resumption or keep-alive happened since; `None` when unknown or untrusted.
+    pub auth_time: Option<i64>,
+    /// Seconds since `auth_time` when the request was evaluated.
+    pub age: Option<i64>,
+    /// What exactly was wrong, for the log line of a rejection.
+    pub detail: Option<String>,
+}
+
+impl Evaluation {
+    fn new(
+        cert: Option<Rc<CertificateInfo>>,
+        trusted: bool,
+        outcome: Result<Rc<str>, Reason>,
+        source: Option<Source>,
+        detail: Option<String>,
+    ) -> Self {
+        Evaluation {
+            cert,
+            trusted,
+            outcome,
+            source,
+            auth_time: None,
+            age: None,
+            detail,
+        }
+    }
+
+    fn failed(reason: Reason) -> Self {
+        Self::new(None, false, Err(reason), None, None)
+    }
+
+    /// The certificate's facts, when its chain verified.
+    pub fn trusted_cert(&self) -> Option<&CertificateInfo> {
+        self.cert.as_deref().filter(|_| self.trusted)
+    }
+}
+
+/// Evaluates a request: a forwarded credential of a trusted peer first, else the TLS client
+/// certificate, checked against the policy, its validity at `now` and `auth_cert_max_age`.
+/// `forwarded` is `Err` when reading the request failed (memory).
+pub fn evaluate(
+    settings: &Settings,
+    forwarded: Result<Forwarded, ()>,
+    tls: Tls<'_>,
+    now: i64,
+) -> Evaluation {
+    let untrusted_header = match forwarded {
+        Ok(Forwarded::Evaluated(c)) => {
+            let outcome = c.outcome.map(Rc::from);
+            return Evaluation::new(c.cert, true, outcome, Some(c.source), c.detail);
+        }
+        Ok(Forwarded::Untrusted) => true,
+        Ok(Forwarded::Nothing) => false,
+        Err(()) => return Evaluation::failed(Reason::Internal),
+    };
+    let (peer, auth_time, this_server) = match tls {
+        Tls::Connection {
+            peer,
+            auth_time,
+            this_server,
+        } => (peer, auth_time, this_server),
+        Tls::Plain => (Some(&PeerCertificate::Absent), None, true),
+    };
+    let (cert, trusted, outcome) = match peer {
+        // Verified in the handshake of another server of the address (no SNI, or a session of
+        // another server), against that server's client CAs: not this server's verification.
+        Some(PeerCertificate::Verified(verified)) if !this_server => {
+            let detail = "certificate verified for another server".to_owned();
+            return Evaluation::new(
+                Some(verified.info.clone()),
+                false,
+                Err(Reason::Verify),
+                Some(Source::Tls),
+                Some(detail),
+            );
+        }
+        None => (None, false, Err(Reason::Internal)),
+        Some(PeerCertificate::Absent) if untrusted_header => (None, false, Err(Reason::Network)),
+        Some(PeerCertificate::Absent) => (None, false, Err(Reason::NoCert)),
+        Some(PeerCertificate::Unverified(info)) => (info.clone(), false, Err(Reason::Verify)),
+        Some(PeerCertificate::Unparseable) => (None, false, Err(Reason::Parse)),
+        Some(PeerCertificate::Verified(verified)) => {
+            let outcome = if verified.info.is_valid_at(now) {
+                verified.judge(&settings.policy)
+            } else {
+                Err(Reason::Expired)
+            };
+            (Some(verified.info.clone()), true, outcome)
+        }
+    };
+    let source = match peer {
+        Some(PeerCertificate::Absent) | None => None,
+        Some(_) => Some(Source::Tls),
+    };
+    // auth_cert_max_age holds for certificates verified in this nginx's TLS handshakes.
+    let outcome = match (outcome, settings.max_age()) {
+        (Ok(_), Some(max_age)) if age::is_stale(auth_time, now, max_age) => Err(Reason::Stale),
+        (outcome, _) => outcome,
+    };
+    let detail = untrusted_header.then(|| "forwarded certificate header ignored".to_owned());
+    let mut evaluation = Evaluation::new(cert, trusted, outcome, source, detail);
+    evaluation.auth_time = auth_time.filter(|_| trusted);
+    evaluation.age = evaluation.auth_time.map(|t| age::age(t, now));
+    evaluation
+}
+
+/// What the access phase does with an evaluated request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Not this module's business (`auth_cert off` or `optional`): the next handler decides.
+    Decline,
+    /// Authenticated: the request passes this module.
+    Allow,
+    /// Stale under `auth_cert_stale reauth`: sent back to its own URL on a new connection.
+    Reauthenticate,
+    Reject(Reason),
+}
+
+/// The access phase's answer to `outcome` in a location with `settings`. `satisfy_all` is
+/// nginx's `satisfy all`: under `satisfy any` a stale request is a plain rejection that another
+/// access module may overrule, never a redirect.
+pub fn action(settings: &Settings, outcome: &Result<Rc<str>, Reason>, satisfy_all: bool) -> Action {
+    if settings.mode() != Mode::On {
+        return Action::Decline;
+    }
+    match outcome {
+        Ok(_) => Action::Allow,
+        Err(Reason::Stale) if settings.stale() == Stale::Reauth && satisfy_all => {
+            Action::Reauthenticate
+        }
+        Err(reason) => Action::Reject(*reason),
+    }
+}
+
+/// How a rejected request is answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// The code handed to nginx (495 and 496 keep nginx's meaning, sent as 400).
+    pub code: u16,
+    /// The body the module sends itself, with status [`wire_status`] of `code`; `None` when the
+    /// code goes to nginx (an `error_page` for it, or `satisfy any`).
+    pub body: Option<String>,
+    /// No certificate can arrive on this connection any more: it is closed after the answer,
+    /// so that the client's next request makes a new handshake.
+    pub close_connection: bool,
+}
+
+impl Rejection {
+    /// The status on the wire of a body the module sends.
+    pub fn wire_status(&self) -> u16 {
+        wire_status(self.code)
+    }
+}
+
+/// The answer to a request rejected for `reason`. `has_error_page` tells whether the location
+/// has an `error_page` for a code.
+pub fn rejection(
+    reason: Reason,
+    satisfy_all: bool,
+    has_error_page: impl Fn(u16) -> bool,
+) -> Rejection {
+    let close_connection = matches!(reason, Reason::NoCert | Reason::Verify);
+    if !satisfy_all {
+        // Another access module may still allow the request; only 401/403 let it.
+        return Rejection {
+            code: 403,
+            body: None,
+            close_connection,
+        };
+    }
+    let code = reason.http_status();
+    let body = (!has_error_page(code))
+        .then(|| format!("auth_cert: {}: {}\n", reason.as_str(), reason.message()));
+    Rejection {
+        code,
+        body,
+        close_connection,
+    }
+}
+
+/// The latest expiry of a token for `cert`: a token outlives neither the certificate nor, with
+/// `auth_cert_max_age`, its authentication.
+pub fn token_expiry_bound(
+    cert: &CertificateInfo,
+    auth_time: Option<i64>,
+    max_age: Option<i64>,
+) -> i64 {
+    match (auth_time, max_age) {
+        (Some(auth_time), Some(max_age)) => cert.not_after.min(auth_time.saturating_add(max_age)),
+        _ => cert.not_after,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cert::{CertificateBuilder, OID_CN};
+    use crate::directive::Directive;
+
+    const NOW: i64 = 1_000_000;
+
+    fn cert(cn: &str) -> Rc<CertificateInfo> {
+        let mut b = CertificateBuilder::default();
+        b.attribute(OID_CN, Some(cn)).validity(NOW - 100, NOW + 100);
+        Rc::new(b.build())
+    }
+
+    fn settings(lines: &[(Directive, &[&str])]) -> Settings {
+        let mut s = Settings::default();
+        for (d, args) in lines {
+            s.apply(*d, args).unwrap();
+        }
+        s
+    }
+
+    fn tls(peer: &PeerCertificate, auth_time: Option<i64>, this_server: bool) -> Tls<'_> {
+        Tls::Connection {
+            peer: Some(peer),
+            auth_time,
+            this_server,
+        }
+    }
+
+    #[test]
+    fn verified_certificate_of_this_server_passes() {
+        let s = settings(&[(Directive::AuthCert, &["on"])]);
+        let peer = PeerCertificate::Verified(Verified::new(cert("alice")));
+        let e = evaluate(
+            &s,
+            Ok(Forwarded::Nothing),
+            tls(&peer, Some(NOW - 5), true),
+            NOW,
+        );
+        assert_eq!(e.outcome.as_deref(), Ok("alice"));
+        assert!(e.trusted);
+        assert_eq!((e.auth_time, e.age), (Some(NOW - 5), Some(5)));
+        assert_eq!(e.source, Some(Source::Tls));
+        assert_eq!(action(&s, &e.outcome, true), Action::Allow);
+    }
+
+    #[test]
+    fn certificate_verified_by_another_server_is_not_trusted() {
+        let s = settings(&[(Directive::AuthCert, &["on"])]);
+        let peer = PeerCertificate::Verified(Verified::new(cert("alice")));
+        let e = evaluate(
+            &s,
+            Ok(Forwarded::Nothing),
+            tls(&peer, Some(NOW), false),
+            NOW,
+        );
+        assert_eq!(e.outcome, Err(Reason::Verify));
+        assert!(!e.trusted);
+        assert!(e.trusted_cert().is_none());
+        assert_eq!(e.auth_time, None);
+        assert_eq!(action(&s, &e.outcome, true), Action::Reject(Reason::Verify));
+    }
+
+    #[test]
+    fn missing_unverified_and_unkept_certificates() {
+        let s = settings(&[(Directive::AuthCert, &["on"])]);
+        let absent = PeerCertificate::Absent;
+        let e = evaluate(&s, Ok(Forwarded::Nothing), tls(&absent, None, true), NOW);
+        assert_eq!((e.outcome, e.source), (Err(Reason::NoCert), None));
+        let e = evaluate(&s, Ok(Forwarded::Untrusted), tls(&absent, None, true), NOW);
+        assert_eq!(e.outcome, Err(Reason::Network));
+        assert!(e.detail.is_some());
+        let e = evaluate(&s, Ok(Forwarded::Nothing), Tls::Plain, NOW);
+        assert_eq!(e.outcome, Err(Reason::NoCert));
+        let unverified = PeerCertificate::Unverified(Some(cert("mallory")));
+        let e = evaluate(
+            &s,
+            Ok(Forwarded::Nothing),
+            tls(&unverified, Some(NOW), true),
+            NOW,
+        );
+        assert_eq!(e.outcome, Err(Reason::Verify));
+        assert!(e.trusted_cert().is_none());
+        let unkept = Tls::Connection {
+            peer: None,
+            auth_time: None,
+            this_server: true,
+        };
+        let e = evaluate(&s, Ok(Forwarded::Nothing), unkept, NOW);
+        assert_eq!(e.outcome, Err(Reason::Internal));
+        let e = evaluate(&s, Err(()), Tls::Plain, NOW);
+        assert_eq!(e.outcome, Err(Reason::Internal));
+    }
+
+    #[test]
+    fn expired_and_stale() {
+        let s = settings(&[(Directive::AuthCert, &["on"]), (Directive::MaxAge, &["60"])]);
+        let peer = PeerCertificate::Verified(Verified::new(cert("alice")));
+        let e = evaluate(
+            &s,
+            Ok(Forwarded::Nothing),
+            tls(&peer, Some(NOW - 60), true),
+            NOW,
+        );
+        assert_eq!(e.outcome.as_deref(), Ok("alice"));
+        let e = evaluate(
+            &s,
+            Ok(Forwarded::Nothing),
+            tls(&peer, Some(NOW - 61), true),
+            NOW,
+        );
+        assert_eq!(e.outcome, Err(Reason::Stale));
+        assert_eq!(action(&s, &e.outcome, true), Action::Reauthenticate);
+        assert_eq!(action(&s, &e.outcome, false), Action::Reject(Reason::Stale));
+        // A session without a stamp (made before the module was loaded) is stale.
+        let e = evaluate(&s, Ok(Forwarded::Nothing), tls(&peer, None, true), NOW);
+        assert_eq!(e.outcome, Err(Reason::Stale));
+        let e = evaluate(
+            &s,
+            Ok(Forwarded::Nothing),
+            tls(&peer, Some(NOW), true),
+            NOW + 101,
+        );
+        assert_eq!(e.outcome, Err(Reason::Expired));
+        let reject = settings(&[
+            (Directive::AuthCert, &["on"]),
+            (Directive::MaxAge, &["60"]),
+            (Directive::Stale, &["reject"]),
+        ]);
+        assert_eq!(
+            action(&reject, &Err(Reason::Stale), true),
+            Action::Reject(Reason::Stale)
+        );
+    }
+
+    #[test]
+    fn forwarded_credential_comes_first() {
+        let s = settings(&[(Directive::AuthCert, &["on"])]);
+        let peer = PeerCertificate::Verified(Verified::new(cert("alice")));
+        let forwarded = Forwarded::Evaluated(Credential {
+            source: Source::Header,
+            cert: Some(cert("bob")),
+            outcome: Ok("bob".into()),
+            detail: None,
+        });
+        let e = evaluate(&s, Ok(forwarded), tls(&peer, Some(NOW), true), NOW);
+        assert_eq!(e.outcome.as_deref(), Ok("bob"));
+        assert_eq!(e.source, Some(Source::Header));
+        assert_eq!(e.auth_time, None);
+    }
+
+    #[test]
+    fn optional_and_off_never_reject() {
+        for mode in ["optional", "off"] {
+            let s = settings(&[(Directive::AuthCert, &[mode])]);
+            assert_eq!(action(&s, &Err(Reason::NoCert), true), Action::Decline);
+        }
+    }
+
+    #[test]
+    fn rejection_answers() {
+        let r = rejection(Reason::Policy, true, |_| false);
+        assert_eq!(r.code, 403);
+        assert_eq!(r.wire_status(), 403);
+        assert_eq!(
+            r.body.as_deref(),
+            Some("auth_cert: policy: the client certificate has no accepted certificate policy\n")
+        );
+        assert!(!r.close_connection);
+        let r = rejection(Reason::NoCert, true, |_| false);
+        assert_eq!(
+            (r.code, r.wire_status(), r.close_connection),
+            (496, 400, true)
+        );
+        let r = rejection(Reason::Verify, true, |code| code == 495);
+        assert_eq!((r.code, r.body, r.close_connection), (495, None, true));
+        let r = rejection(Reason::Stale, false, |_| false);
+        assert_eq!((r.code, r.body), (403, None));
+    }
+
+    #[test]
+    fn token_expiry_is_bounded() {
+        let c = cert("alice");
+        assert_eq!(token_expiry_bound(&c, None, None), NOW + 100);
+        assert_eq!(token_expiry_bound(&c, Some(NOW), None), NOW + 100);
+        assert_eq!(token_expiry_bound(&c, Some(NOW), Some(30)), NOW + 30);
+        assert_eq!(token_expiry_bound(&c, Some(NOW), Some(300)), NOW + 100);
+    }
+
+    #[test]
+    fn a_connection_judges_once_per_policy() {
+        let s = settings(&[(Directive::AuthCert, &["on"])]);
+        let v = Verified::new(cert("alice"));
+        assert_eq!(v.judge(&s.policy).as_deref(), Ok("alice"));
+        let other = settings(&[(Directive::Identity, &["serial"])]);
+        assert_eq!(v.judge(&other.policy), Err(Reason::Identity));
+        assert_eq!(v.judge(&s.policy).as_deref(), Ok("alice"));
+    }
+}
