@@ -10,14 +10,12 @@ use strict;
 
 use Test::More;
 
-use IO::Socket::SSL;
-
 BEGIN { use FindBin; chdir($FindBin::Bin); }
 
 use lib "$FindBin::Bin/support";
 use Test::Nginx;
 use PKI;
-use KeepAlive qw/request/;
+use Test::Nginx::AuthCert qw/ cert_dir get request connect_tls status body /;
 
 ###############################################################################
 
@@ -151,6 +149,7 @@ EOF
 
 my $d = $t->testdir();
 my $pki = PKI->new($d);
+cert_dir($d);
 
 $pki->ca('ca', subject => '/CN=Test Root CA');
 $pki->cert('server', issuer => 'ca', subject => '/CN=localhost');
@@ -164,25 +163,6 @@ $pki->cert('stranger', issuer => 'rogue', subject => '/UID=admin/CN=Mallory');
 $t->try_run('no auth_cert')->plan(37);
 
 ###############################################################################
-
-sub get {
-	my ($uri, %opts) = @_;
-	my $port = delete $opts{port} // 8443;
-	my $cert = delete $opts{cert};
-	my $headers = join '', map { "$_\n" } delete $opts{headers} // ();
-	return http(<<EOF,
-GET $uri HTTP/1.0
-Host: localhost
-$headers
-EOF
-		SSL => 1,
-		PeerAddr => '127.0.0.1:' . port($port),
-		$cert ? (SSL_cert_file => "$d/$cert.crt", SSL_key_file => "$d/$cert.key") : (),
-		%opts);
-}
-
-sub status { ($_[0] // '') =~ m!^HTTP/1\.\d (\d{3})! ? $1 : 'none' }
-sub body { my ($r) = @_; $r //= ''; $r =~ s/.*?\x0d\x0a\x0d\x0a//s; $r }
 
 my $uid_serial = $pki->serial('uid');
 my $uid_fp = $pki->fingerprint('uid');
@@ -203,7 +183,7 @@ like($r, qr/dn=\Q$ssl_s_dn|$ssl_i_dn\E$/m, 'subject and issuer as $ssl_client_s_
 like(get('/on/', cert => 'cn'), qr/^user=Jane Roe auth=ok\/ /m, 'cn when no uid');
 like(get('/cn/', cert => 'uid'), qr/^user=John Doe /m, 'auth_cert_identity cn');
 
-$r = get('/on/');
+$r = get('/on/', SSL => 1);
 is(status($r), 400, 'no certificate: 400 (nginx 496)');
 is(body($r), "auth_cert: no_cert: no client certificate was sent\n", 'no certificate body');
 like($r, qr/^Connection: close/mi, 'no certificate closes the connection');
@@ -218,30 +198,31 @@ like(get('/on/', cert => 'stranger'), qr/^HTTP\/1\.\d 400/,
 
 # error_page sees the module's statuses
 
-like(get('/pages/'), qr/custom page: no certificate/, 'error_page 496');
+like(get('/pages/', SSL => 1), qr/custom page: no certificate/, 'error_page 496');
 like(get('/pages/', cert => 'noid'), qr/custom page: denied/, 'error_page 403');
 like(get('/pages/', cert => 'uid'), qr/^user=jdoe /m, 'error_page location passes');
 
 # auth_cert optional: every status reaches the backend
 
 like(get('/optional/', cert => 'uid'), qr/^user=jdoe auth=ok\/ /m, 'optional ok');
-like(get('/optional/'), qr/^user= auth=none\/no_cert cert=\| dn=\|$/m, 'optional none');
+like(get('/optional/', SSL => 1), qr/^user= auth=none\/no_cert cert=\| dn=\|$/m,
+	'optional none');
 like(get('/optional/', cert => 'noid'), qr/^user= auth=denied\/identity cert=\w+\|\w+ /m,
 	'optional denied');
 
 # spoofed headers never override the module
 
-like(get('/on/', cert => 'cn', headers => 'X-User: admin'), qr/^user=Jane Roe /m,
+like(get('/on/', cert => 'cn', headers => ['X-User: admin']), qr/^user=Jane Roe /m,
 	'spoofed X-User replaced');
-like(get('/optional/', headers => 'X-User: admin'), qr/^user= auth=none/m,
+like(get('/optional/', SSL => 1, headers => ['X-User: admin']), qr/^user= auth=none/m,
 	'spoofed X-User removed without certificate');
-like(get('/off/', headers => 'X-Auth: ok/'), qr/^user= auth=none\/no_cert /m,
+like(get('/off/', SSL => 1, headers => ['X-Auth: ok/']), qr/^user= auth=none\/no_cert /m,
 	'variables evaluate where auth_cert is off');
 
 # ssl_verify_client on: nginx answers first, the module sees verified certificates only
 
 like(get('/', port => 8444, cert => 'uid'), qr/^user=jdoe auth=ok\/ /m, 'verify on: passes');
-like(get('/', port => 8444), qr/^HTTP\/1\.\d 400/, 'verify on: no certificate');
+like(get('/', port => 8444, SSL => 1), qr/^HTTP\/1\.\d 400/, 'verify on: no certificate');
 
 # optional_no_ca: a certificate nginx did not verify is never trusted
 
@@ -275,9 +256,7 @@ like($r, qr/user=jdoe auth=ok.*user=John Doe auth=ok.*user=jdoe auth=ok/s,
 # Connections presenting the same certificate share its parse: one that stays open keeps
 # its identity while another with the same certificate comes and goes.
 
-my $s = IO::Socket::SSL->new(PeerAddr => '127.0.0.1:' . port(8443),
-	SSL_verify_mode => IO::Socket::SSL::SSL_VERIFY_NONE(),
-	SSL_cert_file => "$d/uid.crt", SSL_key_file => "$d/uid.key");
+my $s = connect_tls(8443, cert => 'uid');
 like(request($s, '/on/'), qr/^user=jdoe auth=ok/m, 'shared parse: first connection');
 like(get('/on/', cert => 'cn'), qr/^user=Jane Roe auth=ok/m,
 	'shared parse: another certificate meanwhile');

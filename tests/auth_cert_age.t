@@ -17,7 +17,7 @@ BEGIN { use FindBin; chdir($FindBin::Bin); }
 use lib "$FindBin::Bin/support";
 use Test::Nginx;
 use PKI;
-use KeepAlive qw/request/;
+use Test::Nginx::AuthCert qw/ cert_dir request connect_tls status body field /;
 
 ###############################################################################
 
@@ -242,6 +242,7 @@ EOF
 
 my $d = $t->testdir();
 my $pki = PKI->new($d);
+cert_dir($d);
 
 $pki->ca('ca', subject => '/CN=Test Root CA');
 $pki->cert('server', issuer => 'ca', subject => '/CN=localhost');
@@ -255,25 +256,6 @@ my $per_cell = 25;
 $t->try_run('no auth_cert')->plan($per_cell * @versions * @modes + 12 + 2);
 
 ###############################################################################
-
-# A TLS connection; sessions are kept in and resumed from `cache`.
-sub connect_tls {
-	my ($port, %opts) = @_;
-	my $s = IO::Socket::SSL->new(
-		PeerAddr => '127.0.0.1:' . port($port),
-		SSL_verify_mode => IO::Socket::SSL::SSL_VERIFY_NONE(),
-		SSL_version => $opts{version},
-		SSL_session_cache => $opts{cache},
-		SSL_session_key => "session-$port",
-		$opts{cert}
-			? (SSL_cert_file => "$d/$opts{cert}.crt",
-				SSL_key_file => "$d/$opts{cert}.key")
-			: (),
-		Timeout => 5,
-	);
-	diag('connect: ' . IO::Socket::SSL::errstr()) unless $s;
-	return $s;
-}
 
 # Whether the server closed the connection (end of stream within a few seconds).
 sub closed {
@@ -289,10 +271,6 @@ sub closed {
 	};
 	return defined $n && $n == 0;
 }
-
-sub status { ($_[0] // '') =~ m!^HTTP/1\.\d (\d{3})! ? $1 : 'none' }
-sub body { my ($r) = @_; $r //= ''; $r =~ s/.*?\x0d\x0a\x0d\x0a//s; $r }
-sub field { my ($r, $name) = @_; body($r) =~ /\b$name=(\S*)/ ? $1 : 'none' }
 
 # A chain of resumptions, each within the age: every TLS 1.3 resumption re-issues a ticket
 # (and OpenSSL resets the session's own time), yet the authentication keeps its age and the

@@ -17,6 +17,7 @@ BEGIN { use FindBin; chdir($FindBin::Bin); }
 use lib "$FindBin::Bin/support";
 use Test::Nginx;
 use PKI;
+use Test::Nginx::AuthCert qw/ cert_dir get connect_tls body /;
 
 ###############################################################################
 
@@ -92,6 +93,7 @@ EOF
 
 my $d = $t->testdir();
 my $pki = PKI->new($d);
+cert_dir($d);
 
 # Host b: a second nginx instance with the same certificates and ticket key.
 mkdir "$d/b" or die "mkdir: $!";
@@ -164,34 +166,9 @@ $t->plan(8 * @versions);
 # A TLS connection to a host; every host resumes from the one client session slot.
 sub connect_host {
 	my ($port, $version, $cache, $cert) = @_;
-	return IO::Socket::SSL->new(
-		PeerAddr => '127.0.0.1:' . port($port),
-		SSL_verify_mode => IO::Socket::SSL::SSL_VERIFY_NONE(),
-		SSL_version => $version,
-		SSL_session_cache => $cache,
-		SSL_session_key => 'fleet',
-		$cert ? (SSL_cert_file => "$d/$cert.crt", SSL_key_file => "$d/$cert.key") : (),
-		Timeout => 5,
-	);
+	return connect_tls($port, version => $version, cache => $cache, session_key => 'fleet',
+		cert => $cert);
 }
-
-# One HTTP/1.0 request; the response ends when the server closes.
-sub get {
-	my ($s) = @_;
-	return '' unless $s;
-	my $r = '';
-	eval {
-		local $SIG{ALRM} = sub { die "timeout\n" };
-		local $SIG{PIPE} = "IGNORE";
-		alarm(5);
-		print $s "GET / HTTP/1.0\r\nHost: localhost\r\n\r\n";
-		while ($s->sysread($r, 4096, length $r)) {}
-		alarm(0);
-	};
-	return $r;
-}
-
-sub body { my ($r) = @_; $r //= ''; $r =~ s/.*?\x0d\x0a\x0d\x0a//s; $r }
 
 my (%cache, %auth_time, @keep);
 
@@ -201,29 +178,29 @@ for my $v (@versions) {
 	# (Connections stay open until the end: a client drops the session of a connection
 	# it abandons without a TLS shutdown.)
 	push @keep, connect_host(8443, $v, $cache, 'client');
-	my $r = body(get($keep[-1]));
+	my $r = body(get('/', socket => $keep[-1]));
 	like($r, qr/^host=a reused=\. auth_time=\d+$/, "$v: full handshake on host a");
 	my ($a) = $r =~ /auth_time=(\d+)/;
 	$auth_time{$v} = $a // 0;
 
 	push @keep, connect_host(8543, $v, $cache);
-	like(body(get($keep[-1])), qr/^host=b reused=r auth_time=$auth_time{$v}$/,
+	like(body(get('/', socket => $keep[-1])), qr/^host=b reused=r auth_time=$auth_time{$v}$/,
 		"$v: ticket of host a resumed on host b with its auth_time");
 
 	push @keep, connect_host(8443, $v, $cache);
-	like(body(get($keep[-1])), qr/^host=a reused=r auth_time=$auth_time{$v}$/,
+	like(body(get('/', socket => $keep[-1])), qr/^host=a reused=r auth_time=$auth_time{$v}$/,
 		"$v: ticket renewed by host b resumed on host a");
 
 	my $other = IO::Socket::SSL::Session_Cache->new(4);
 	my $s = connect_host(8443, $v, $other, 'client');
-	get($s);
+	get('/', socket => $s);
 	push @keep, $s, connect_host(8445, $v, $other);
-	like(get($keep[-1]), qr/no_cert/, "$v: not resumed on a host with another key");
+	like(get('/', socket => $keep[-1]), qr/no_cert/, "$v: not resumed on a host with another key");
 
 	# A second session, from host b, for the stale test on host a.
 	$cache{"$v b"} = IO::Socket::SSL::Session_Cache->new(4);
 	push @keep, connect_host(8543, $v, $cache{"$v b"}, 'client');
-	($auth_time{"$v b"}) = body(get($keep[-1])) =~ /auth_time=(\d+)/;
+	($auth_time{"$v b"}) = body(get('/', socket => $keep[-1])) =~ /auth_time=(\d+)/;
 	$auth_time{"$v b"} //= 0;
 }
 
@@ -234,16 +211,16 @@ for my $v (@versions) {
 	my $cache = $cache{$v};
 
 	my $s = connect_host(8543, $v, $cache);
-	my $r = get($s);
+	my $r = get('/', socket => $s);
 	like($r, qr/no_cert/, "$v: stale ticket not resumed on host b");
 	ok(!($s && $s->get_session_reused), "$v: stale ticket: full handshake");
 
 	push @keep, $s;
 	$s = connect_host(8443, $v, $cache{"$v b"});
-	like(get($s), qr/no_cert/, "$v: stale ticket of host b not resumed on host a");
+	like(get('/', socket => $s), qr/no_cert/, "$v: stale ticket of host b not resumed on host a");
 
 	$s = connect_host(8543, $v, $cache, 'client');
-	$r = body(get($s));
+	$r = body(get('/', socket => $s));
 	ok($r =~ /^host=b reused=\. auth_time=(\d+)$/ && $1 > $auth_time{$v},
 		"$v: re-authenticated on host b");
 }

@@ -17,6 +17,7 @@ BEGIN { use FindBin; chdir($FindBin::Bin); }
 use lib "$FindBin::Bin/support";
 use Test::Nginx;
 use PKI;
+use Test::Nginx::AuthCert qw/ cert_dir get connect_tls body /;
 
 ###############################################################################
 
@@ -105,6 +106,7 @@ EOF
 
 my $d = $t->testdir();
 my $pki = PKI->new($d);
+cert_dir($d);
 
 $pki->ca('ca', subject => '/CN=Test Root CA');
 $pki->cert('server', issuer => 'ca', subject => '/CN=localhost');
@@ -117,38 +119,7 @@ $t->try_run('no auth_cert')->plan(6 * @versions);
 
 ###############################################################################
 
-sub connect_to {
-	my ($port, $name, $version, $cache) = @_;
-	return IO::Socket::SSL->new(
-		PeerAddr => '127.0.0.1:' . port($port),
-		SSL_hostname => $name,
-		SSL_verify_mode => IO::Socket::SSL::SSL_VERIFY_NONE(),
-		SSL_version => $version,
-		SSL_session_cache => $cache,
-		SSL_session_key => "$port $name",
-		SSL_cert_file => "$d/client.crt",
-		SSL_key_file => "$d/client.key",
-		Timeout => 5,
-	);
-}
-
-# One HTTP/1.0 request; the response ends when the server closes.
-sub get {
-	my ($s, $uri, $host) = @_;
-	return '' unless $s;
-	my $r = '';
-	eval {
-		local $SIG{ALRM} = sub { die "timeout\n" };
-		local $SIG{PIPE} = "IGNORE";
-		alarm(5);
-		print $s "GET $uri HTTP/1.0\r\nHost: $host\r\n\r\n";
-		while ($s->sysread($r, 4096, length $r)) {}
-		alarm(0);
-	};
-	return $r;
-}
-
-sub body { my ($r) = @_; $r //= ''; $r =~ s/.*?\x0d\x0a\x0d\x0a//s; $r }
+# The auth_time in a response, 0 without one.
 sub auth_time { body($_[0]) =~ /auth_time=(\d+)/ ? $1 : 0 }
 
 my (%cache, %auth_time, @keep);
@@ -159,8 +130,9 @@ for my $v (@versions) {
 		my $cache = $cache{"$v $name"} = IO::Socket::SSL::Session_Cache->new(4);
 		# (Connections stay open: a client drops the session of a connection it
 		# abandons without a TLS shutdown.)
-		push @keep, connect_to($port, $name, $v, $cache);
-		my $r = get($keep[-1], '/admin/', $name);
+		push @keep, connect_tls($port, sni => $name, version => $v, cache => $cache,
+			cert => 'client');
+		my $r = get('/admin/', socket => $keep[-1], host => $name);
 		like(body($r), qr/^reused=\. auth_time=\d+ status=ok$/, "$v $name: full handshake");
 		$auth_time{"$v $name"} = auth_time($r);
 	}
@@ -175,9 +147,10 @@ for my $v (@versions) {
 	# request would be redirected for it, so a redirect cannot loop.
 
 	for my $name (qw/ short long /) {
-		my $s = connect_to(8443, $name, $v, $cache{"$v $name"});
+		my $s = connect_tls(8443, sni => $name, version => $v, cache => $cache{"$v $name"},
+			cert => 'client');
 		push @keep, $s;
-		my $r = get($s, '/admin/', $name);
+		my $r = get('/admin/', socket => $s, host => $name);
 		ok(body($r) =~ /^reused=\. auth_time=(\d+) status=ok$/
 				&& $1 > $auth_time{"$v $name"},
 			"$v $name: session past the smallest age of the address not resumed");
@@ -185,9 +158,10 @@ for my $v (@versions) {
 
 	# Another address keeps its own age.
 
-	my $s = connect_to(8444, 'other', $v, $cache{"$v other"});
+	my $s = connect_tls(8444, sni => 'other', version => $v, cache => $cache{"$v other"},
+		cert => 'client');
 	push @keep, $s;
-	like(body(get($s, '/', 'other')),
+	like(body(get('/', socket => $s, host => 'other')),
 		qr/^reused=r auth_time=$auth_time{"$v other"} status=ok$/,
 		"$v other: resumed on an address with a longer age");
 }

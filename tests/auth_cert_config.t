@@ -14,6 +14,7 @@ BEGIN { use FindBin; chdir($FindBin::Bin); }
 use lib "$FindBin::Bin/support";
 use Test::Nginx;
 use PKI;
+use Test::Nginx::AuthCert qw/ config_errors /;
 
 ###############################################################################
 
@@ -75,18 +76,7 @@ http {
 EOF
 }
 
-# Runs `nginx -t` on a configuration; returns its output when it fails, '' when it passes.
-# (The test object is passed in: a named sub closing over it would keep it alive past the
-# end of the test, when its final checks can no longer report.)
-sub check {
-	my ($t, $name, $conf) = @_;
-	my $d = $t->testdir();
-	$t->write_file_expand("$name.conf", $conf);
-	my $out = `$Test::Nginx::NGINX -t -p $d/ -c $name.conf -e error.log 2>&1`;
-	return $? == 0 ? '' : $out;
-}
-
-is(check($t, 'valid', conf(<<'EOF')), '', 'a full location passes');
+is(config_errors($t, 'valid', conf(<<'EOF')), '', 'a full location passes');
 auth_cert on;
 auth_cert_identity upn email oid:2.5.4.5 uid cn;
 auth_cert_identity_regex "\.(?<id>\d{10})$";
@@ -96,77 +86,79 @@ auth_cert_policy 2.16.840.1.101.2.1.11.42;
 auth_cert_issuer "^CN=ca$";
 EOF
 
-is(check($t, 'optional', conf('auth_cert optional;', verify => 'optional_no_ca')), '',
+is(config_errors($t, 'optional', conf('auth_cert optional;', verify => 'optional_no_ca')), '',
 	'optional with optional_no_ca passes');
 
-like(check($t, 'noverify', conf('auth_cert on;', verify => 'off')),
+like(config_errors($t, 'noverify', conf('auth_cert on;', verify => 'off')),
 	qr/\[emerg\] "auth_cert" in \S+noverify\.conf:\d+ requires "ssl_verify_client on", "optional" or "optional_no_ca" in its server/,
 	'auth_cert without ssl_verify_client');
 
-like(check($t, 'noverify_http', conf('', server => '', verify => 'on')
+like(config_errors($t, 'noverify_http', conf('', server => '', verify => 'on')
 		=~ s/(server \{\s+listen\s+127.0.0.1:\d+;)/$1\n        auth_cert optional;/r),
 	qr/"auth_cert" in \S+noverify_http\.conf:\d+ requires/,
 	'auth_cert in a plain http server');
 
-like(check($t, 'mode', conf('auth_cert yes;')),
+like(config_errors($t, 'mode', conf('auth_cert yes;')),
 	qr/invalid value "yes" in "auth_cert" directive, it must be "on", "optional" or "off" in \S+mode\.conf:\d+/,
 	'bad auth_cert value');
 
-like(check($t, 'dup', conf("auth_cert on;\nauth_cert off;")),
+like(config_errors($t, 'dup', conf("auth_cert on;\nauth_cert off;")),
 	qr/"auth_cert" directive is duplicate/, 'duplicate auth_cert');
 
-like(check($t, 'source', conf('auth_cert on; auth_cert_identity uid nickname;')),
+like(config_errors($t, 'source', conf('auth_cert on; auth_cert_identity uid nickname;')),
 	qr/unknown identity source "nickname" in "auth_cert_identity" directive/,
 	'unknown identity source');
 
-like(check($t, 'oid', conf('auth_cert on; auth_cert_identity oid:2.5.x;')),
+like(config_errors($t, 'oid', conf('auth_cert on; auth_cert_identity oid:2.5.x;')),
 	qr/invalid OID in "oid:2\.5\.x" in "auth_cert_identity" directive/, 'bad oid source');
 
-like(check($t, 'regex', conf('auth_cert on; auth_cert_identity_regex "(\d+";')),
+like(config_errors($t, 'regex', conf('auth_cert on; auth_cert_identity_regex "(\d+";')),
 	qr/invalid regex "\(\\d\+" in "auth_cert_identity_regex" directive/, 'bad identity regex');
 
-like(check($t, 'eku', conf('auth_cert on; auth_cert_eku clientAuth smartcard;')),
+like(config_errors($t, 'eku', conf('auth_cert on; auth_cert_eku clientAuth smartcard;')),
 	qr/unknown extended key usage "smartcard" in "auth_cert_eku" directive/, 'bad eku');
 
-like(check($t, 'ku', conf('auth_cert on; auth_cert_key_usage cRLSign;')),
+like(config_errors($t, 'ku', conf('auth_cert on; auth_cert_key_usage cRLSign;')),
 	qr/unknown key usage "cRLSign" in "auth_cert_key_usage" directive/, 'bad key usage');
 
-like(check($t, 'policy', conf('auth_cert on; auth_cert_policy anyPolicy;')),
+like(config_errors($t, 'policy', conf('auth_cert on; auth_cert_policy anyPolicy;')),
 	qr/invalid certificate policy OID "anyPolicy" in "auth_cert_policy" directive/,
 	'bad policy oid');
 
-like(check($t, 'issuer', conf('auth_cert on; auth_cert_issuer "[a-";')),
+like(config_errors($t, 'issuer', conf('auth_cert on; auth_cert_issuer "[a-";')),
 	qr/invalid regex "\[a-" in "auth_cert_issuer" directive/, 'bad issuer regex');
 
-like(check($t, 'args', conf('auth_cert;')),
+like(config_errors($t, 'args', conf('auth_cert;')),
 	qr/invalid number of arguments in "auth_cert" directive/, 'missing argument');
 
 # auth_cert_max_age and auth_cert_stale
 
-is(check($t, 'age_valid', conf(<<'EOF')), '', 'max_age and stale pass');
+is(config_errors($t, 'age_valid', conf(<<'EOF')), '', 'max_age and stale pass');
 auth_cert on;
 auth_cert_max_age 15m;
 auth_cert_stale reject;
 EOF
 
-is(check($t, 'age_units', conf("auth_cert optional;\nauth_cert_max_age 1h30m;")), '',
+is(config_errors($t, 'age_units', conf("auth_cert optional;\nauth_cert_max_age 1h30m;")), '',
 	'max_age with several units');
 
-is(check($t, 'age_off', conf("auth_cert on;\nauth_cert_max_age off;\nauth_cert_stale reauth;")),
+is(config_errors($t, 'age_off',
+		conf("auth_cert on;\nauth_cert_max_age off;\nauth_cert_stale reauth;")),
 	'', 'max_age off');
 
-like(check($t, 'age_value', conf("auth_cert on;\nauth_cert_max_age 15x;")),
+like(config_errors($t, 'age_value', conf("auth_cert on;\nauth_cert_max_age 15x;")),
 	qr/\[emerg\] invalid value "15x" in "auth_cert_max_age" directive in \S+age_value\.conf:\d+/,
 	'bad max_age');
 
-like(check($t, 'age_zero', conf("auth_cert on;\nauth_cert_max_age 0s;")),
+like(config_errors($t, 'age_zero', conf("auth_cert on;\nauth_cert_max_age 0s;")),
 	qr/invalid value "0s" in "auth_cert_max_age" directive/, 'zero max_age');
 
-like(check($t, 'age_stale', conf("auth_cert on;\nauth_cert_stale logout;")),
+like(config_errors($t, 'age_stale', conf("auth_cert on;\nauth_cert_stale logout;")),
 	qr/invalid value "logout" in "auth_cert_stale" directive, it must be "reauth" or "reject"/,
 	'bad stale action');
 
-like(check($t, 'age_dup', conf("auth_cert on;\nauth_cert_max_age 1m;\nauth_cert_max_age 2m;")),
+like(config_errors($t, 'age_dup',
+		conf("auth_cert on;\nauth_cert_max_age 1m;\nauth_cert_max_age 2m;")),
 	qr/"auth_cert_max_age" directive is duplicate/, 'duplicate max_age');
 
 ###############################################################################

@@ -15,6 +15,7 @@ BEGIN { use FindBin; chdir($FindBin::Bin); }
 use lib "$FindBin::Bin/support";
 use Test::Nginx;
 use PKI;
+use Test::Nginx::AuthCert qw/ config_errors /;
 
 ###############################################################################
 
@@ -63,41 +64,34 @@ http {
 EOF
 }
 
-# Runs `nginx -t`; returns its output when it fails, '' when it passes.
-sub check {
-	my ($t, $name, $conf) = @_;
-	my $d = $t->testdir();
-	$t->write_file_expand("$name.conf", $conf);
-	my $out = `$Test::Nginx::NGINX -t -p $d/ -c $name.conf -e error.log 2>&1`;
-	return $? == 0 ? '' : $out;
-}
-
-is(check($t, 'lb', conf('auth_cert_header X-Cert from=10.0.0.0/8 from=2001:db8::/32 ca=ca.crt;')),
+is(config_errors($t, 'lb',
+		conf('auth_cert_header X-Cert from=10.0.0.0/8 from=2001:db8::/32 ca=ca.crt;')),
 	'', 'auth_cert on behind a load balancer, without TLS');
-is(check($t, 'rig', conf('auth_cert_identity_arg as_user from=127.0.0.1;')), '',
+is(config_errors($t, 'rig', conf('auth_cert_identity_arg as_user from=127.0.0.1;')), '',
 	'auth_cert on with an identity argument, without TLS');
-like(check($t, 'plain', conf('')),
+like(config_errors($t, 'plain', conf('')),
 	qr/"auth_cert" in \S+plain\.conf:\d+ requires "ssl_verify_client/,
 	'auth_cert without TLS and without a forwarded credential');
 
-like(check($t, 'noca', conf('auth_cert_header X-Cert from=10.0.0.0/8 ca=missing.crt;')),
+like(config_errors($t, 'noca', conf('auth_cert_header X-Cert from=10.0.0.0/8 ca=missing.crt;')),
 	qr/\[emerg\] cannot load CA certificates from "\S+\/missing\.crt" in "auth_cert_header" directive in \S+noca\.conf:\d+/,
 	'CA file missing, named');
-like(check($t, 'badca', conf('auth_cert_header X-Cert from=10.0.0.0/8 ca=notcert.crt;')),
+like(config_errors($t, 'badca', conf('auth_cert_header X-Cert from=10.0.0.0/8 ca=notcert.crt;')),
 	qr/cannot load CA certificates from "\S+\/notcert\.crt" in "auth_cert_header" directive/,
 	'CA file without certificates');
-like(check($t, 'cidr', conf('auth_cert_header X-Cert from=10.0.0.0/33 ca=ca.crt;')),
+like(config_errors($t, 'cidr', conf('auth_cert_header X-Cert from=10.0.0.0/33 ca=ca.crt;')),
 	qr/invalid network "10\.0\.0\.0\/33" in "auth_cert_header" directive/, 'bad CIDR');
-like(check($t, 'nofrom', conf('auth_cert_header X-Cert ca=ca.crt;')),
+like(config_errors($t, 'nofrom', conf('auth_cert_header X-Cert ca=ca.crt;')),
 	qr/missing "from=" parameter in "auth_cert_header" directive/, 'no from=');
-like(check($t, 'param', conf('auth_cert_header X-Cert from=10.0.0.0/8 ca=ca.crt verify=off;')),
+like(config_errors($t, 'param',
+		conf('auth_cert_header X-Cert from=10.0.0.0/8 ca=ca.crt verify=off;')),
 	qr/invalid parameter "verify=off" in "auth_cert_header" directive/, 'unknown parameter');
-like(check($t, 'name', conf('auth_cert_header X:Cert from=10.0.0.0/8 ca=ca.crt;')),
+like(config_errors($t, 'name', conf('auth_cert_header X:Cert from=10.0.0.0/8 ca=ca.crt;')),
 	qr/invalid name "X:Cert" in "auth_cert_header" directive/, 'bad header name');
-like(check($t, 'argcidr', conf('auth_cert_identity_arg u from=localhost;')),
+like(config_errors($t, 'argcidr', conf('auth_cert_identity_arg u from=localhost;')),
 	qr/invalid network "localhost" in "auth_cert_identity_arg" directive/,
 	'bad CIDR in auth_cert_identity_arg');
-like(check($t, 'dup',
+like(config_errors($t, 'dup',
 		conf("auth_cert_header X from=::1 ca=ca.crt;\nauth_cert_header Y from=::1 ca=ca.crt;")),
 	qr/"auth_cert_header" directive is duplicate/, 'duplicate auth_cert_header');
 

@@ -18,6 +18,7 @@ BEGIN { use FindBin; chdir($FindBin::Bin); }
 use lib "$FindBin::Bin/support";
 use Test::Nginx;
 use PKI;
+use Test::Nginx::AuthCert qw/ cert_dir get status body /;
 
 ###############################################################################
 
@@ -204,6 +205,7 @@ EOF
 
 my $d = $t->testdir();
 my $pki = PKI->new($d);
+cert_dir($d);
 
 my $dod = '/C=US/O=U.S. Government/OU=DoD/OU=PKI';
 $pki->ca('root', subject => "$dod/CN=Test DoD Root CA 3");
@@ -244,17 +246,6 @@ $t->try_run('no auth_cert')->plan(46);
 
 ###############################################################################
 
-sub get {
-	my ($uri, %opts) = @_;
-	my $port = $opts{port} // 8080;
-	my $headers = join '', map { "$_\r\n" } @{ $opts{headers} // [] };
-	return http("GET $uri HTTP/1.0\r\nHost: localhost\r\n$headers\r\n",
-		PeerAddr => '127.0.0.1:' . port($port),
-		$opts{ssl} ? (SSL => 1) : (),
-		$opts{cert} ? (SSL_cert_file => "$d/$opts{cert}.crt",
-			SSL_key_file => "$d/$opts{cert}.key") : ());
-}
-
 # A request over IPv6 to [::1], with the certificate header.
 sub get6 {
 	my ($uri, $value) = @_;
@@ -266,9 +257,6 @@ sub get6 {
 }
 
 sub fwd { my ($value) = @_; return (headers => ["X-Client-Cert: $value"]) }
-
-sub status { ($_[0] // '') =~ m!^HTTP/1\.\d (\d{3})! ? $1 : 'none' }
-sub body { my ($r) = @_; $r //= ''; $r =~ s/.*?\x0d\x0a\x0d\x0a//s; $r }
 
 my $cac = $pki->escaped('cac-chain.pem');
 my $cac_serial = $pki->serial('cac');
@@ -293,10 +281,10 @@ like(get('/on/', fwd($pki->escaped('odd-chain.pem'))), qr/^user=odd auth=ok/m,
 like(get('/bundle/', fwd($pki->escaped('cac.crt'))),
 	qr/^user=LAST\.FIRST\.MIDDLE\.1234567890 auth=ok\/\/header /m,
 	'leaf only, issuing CA in the ca= file');
-$r = get('/', port => 8444, ssl => 1, cert => 'cac');
+$r = get('/', port => 8444, cert => 'cac');
 like($r, qr/^user=LAST\.FIRST\.MIDDLE\.1234567890 auth=ok\/\/header .* forwarded=\[\]$/m,
 	'through an nginx load balancer forwarding $ssl_client_escaped_cert');
-like(get('/', port => 8444, ssl => 1), qr/^HTTP\/1\.\d 400/,
+like(get('/', port => 8444, SSL => 1), qr/^HTTP\/1\.\d 400/,
 	'through the load balancer without a certificate: no_cert');
 
 $r = get('/cac/', fwd($pki->escaped('soft-chain.pem')));
@@ -367,9 +355,9 @@ like(get6('/v4/', $cac), qr/auth_cert: network: /, 'IPv6 peer, IPv4 networks onl
 
 # TLS connection: a trusted forwarded certificate wins, else the TLS one
 
-like(get('/', port => 8443, ssl => 1, cert => 'soft', fwd($cac)),
+like(get('/', port => 8443, cert => 'soft', fwd($cac)),
 	qr/^user=LAST\.FIRST\.MIDDLE\.1234567890 auth=ok\/\/header /m, 'TLS and header: header');
-like(get('/', port => 8443, ssl => 1, cert => 'soft'), qr/^user=soft auth=ok\/\/tls /m,
+like(get('/', port => 8443, cert => 'soft'), qr/^user=soft auth=ok\/\/tls /m,
 	'TLS only: tls');
 
 # auth_cert_identity_arg

@@ -12,14 +12,12 @@ use strict;
 
 use Test::More;
 
-use IO::Socket::SSL;
-
 BEGIN { use FindBin; chdir($FindBin::Bin); }
 
 use lib "$FindBin::Bin/support";
 use Test::Nginx;
 use PKI;
-use KeepAlive qw/request/;
+use Test::Nginx::AuthCert qw/ cert_dir get request connect_tls status body /;
 
 ###############################################################################
 
@@ -159,6 +157,7 @@ EOF
 
 my $d = $t->testdir();
 my $pki = PKI->new($d);
+cert_dir($d);
 
 my $dod = '/C=US/O=U.S. Government/OU=DoD/OU=PKI';
 $pki->ca('root', subject => "$dod/CN=Test DoD Root CA 3");
@@ -200,113 +199,95 @@ $t->try_run('no auth_cert')->plan(38);
 
 ###############################################################################
 
-sub get {
-	my ($uri, $cert) = @_;
-	return http(<<EOF,
-GET $uri HTTP/1.0
-Host: localhost
-
-EOF
-		SSL => 1,
-		$cert ? (SSL_cert_file => "$d/$cert.crt", SSL_key_file => "$d/$cert.key") : ());
-}
-
-sub status { ($_[0] // '') =~ m!^HTTP/1\.\d (\d{3})! ? $1 : 'none' }
-sub body { my ($r) = @_; $r //= ''; $r =~ s/.*?\x0d\x0a\x0d\x0a//s; $r }
-
 my $cac_end = $pki->not_after('cac');
 
 # The CAC-like certificate through the whole smartcard policy
 
-my $r = get('/cac/', 'cac');
+my $r = get('/cac/', cert => 'cac');
 like($r, qr/^user=1234567890 auth=ok\/\/tls /m, 'cac: EDIPI from the CN');
 like($r, qr/ mail=first\.m\.last\.civ\@mail\.mil\|1234567890\@mil\|$cac_end /,
 	'cac: $auth_cert_email, $auth_cert_upn, $auth_cert_not_after');
 like($r, qr/ dn=CN=LAST\.FIRST\.MIDDLE\.1234567890,OU=USA,OU=PKI,OU=DoD,O=U\.S\. Government,C=US$/m,
 	'cac: subject');
-like(get('/upn/', 'cac'), qr/^user=1234567890 auth=ok/m, 'cac: EDIPI from the UPN');
-like(get('/sources/', 'cac'), qr/^user=1234567890\@mil /m, 'sources in order: upn first');
-like(get('/oid/', 'cac'), qr/^user=[0-9A-F]+ /m, 'oid: absent attribute, serial next');
+like(get('/upn/', cert => 'cac'), qr/^user=1234567890 auth=ok/m, 'cac: EDIPI from the UPN');
+like(get('/sources/', cert => 'cac'), qr/^user=1234567890\@mil /m, 'sources in order: upn first');
+like(get('/oid/', cert => 'cac'), qr/^user=[0-9A-F]+ /m, 'oid: absent attribute, serial next');
 
 # PIV-like, e-mail-only and software certificates
 
-like(get('/piv/', 'piv'), qr/^user=urn:uuid:a0b1c2d3-0000-4000-8000-000000000001 auth=ok/m,
+like(get('/piv/', cert => 'piv'), qr/^user=urn:uuid:a0b1c2d3-0000-4000-8000-000000000001 auth=ok/m,
 	'piv: card UUID from the SAN URI, PIV EKU and policy');
-$r = get('/cac/', 'piv');
+$r = get('/cac/', cert => 'piv');
 is(status($r), 403, 'piv at the cac policy: 403');
 is(body($r), "auth_cert: eku: the client certificate lacks a required extended key usage\n",
 	'piv at the cac policy: eku first');
 
-like(get('/email/', 'mail'), qr/^user=alice\@example\.org auth=ok\/\/tls mail=alice\@example\.org\|\|/m,
+like(get('/email/', cert => 'mail'), qr/^user=alice\@example\.org auth=ok\/\/tls mail=alice\@example\.org\|\|/m,
 	'e-mail-only: identity from the SAN rfc822Name');
-like(get('/sources/', 'mail'), qr/^user=alice\@example\.org /m, 'sources in order: email');
-$r = get('/optional/', 'mail');
+like(get('/sources/', cert => 'mail'), qr/^user=alice\@example\.org /m, 'sources in order: email');
+$r = get('/optional/', cert => 'mail');
 like($r, qr/^user= auth=denied\/identity\/tls /m, 'e-mail-only: no uid or cn');
 
-$r = get('/cac/', 'soft');
+$r = get('/cac/', cert => 'soft');
 is(status($r), 403, 'software certificate: 403');
 like(body($r), qr/^auth_cert: eku: /, 'software certificate: no smartcardLogon');
-like(get('/sources/', 'host'), qr/^user=robot\.example\.org /m, 'san_dns: first value');
+like(get('/sources/', cert => 'host'), qr/^user=robot\.example\.org /m, 'san_dns: first value');
 
 # Every policy rejection
 
-$r = get('/ku/', 'cac');
+$r = get('/ku/', cert => 'cac');
 is(body($r), "auth_cert: key_usage: the client certificate lacks a required key usage\n",
 	'key_usage');
-is(body(get('/ku/', 'mail')), body($r), 'key_usage: extension absent');
-is(body(get('/policy/', 'cac')),
+is(body(get('/ku/', cert => 'mail')), body($r), 'key_usage: extension absent');
+is(body(get('/policy/', cert => 'cac')),
 	"auth_cert: policy: the client certificate has no accepted certificate policy\n", 'policy');
-is(body(get('/policy/', 'mail')),
+is(body(get('/policy/', cert => 'mail')),
 	"auth_cert: policy: the client certificate has no accepted certificate policy\n",
 	'policy: extension absent');
-is(body(get('/issuer/', 'cac')),
+is(body(get('/issuer/', cert => 'cac')),
 	"auth_cert: issuer: the client certificate issuer is not accepted\n", 'issuer');
-$r = get('/cac/', 'zoe');
+$r = get('/cac/', cert => 'zoe');
 like(body($r), qr/^auth_cert: eku: /, 'cac policy: no EKU extension at all');
 
 # identity: regex without a match, and no source with a value
 $pki->cert('nomatch', issuer => 'dodca', subject => "$dod/CN=LAST.FIRST.12345",
 	ext => ['keyUsage = digitalSignature', 'extendedKeyUsage = clientAuth, 1.3.6.1.4.1.311.20.2.2',
 		'certificatePolicies = 2.16.840.1.101.2.1.11.39']);
-is(body(get('/cac/', 'nomatch')),
+is(body(get('/cac/', cert => 'nomatch')),
 	"auth_cert: identity: no identity found in the client certificate\n",
 	'identity: regex does not match an 5-digit number');
-is(status(get('/upn/', 'soft')), 403, 'identity: no UPN');
+is(status(get('/upn/', cert => 'soft')), 403, 'identity: no UPN');
 
 # Non-ASCII, escaping, duplicate attributes, fixed sources
 
 # nginx writes each non-ASCII byte as \XX; the module keeps UTF-8 (RFC 4514 allows both).
-my $zoe_dn = body(get('/dn', 'zoe'));
+my $zoe_dn = body(get('/dn', cert => 'zoe'));
 chomp $zoe_dn;
 $zoe_dn =~ s/\\([0-9A-F]{2})/chr(hex $1)/ge;
-$r = get('/optional/', 'zoe');
+$r = get('/optional/', cert => 'zoe');
 like($r, qr/ dn=\Q$zoe_dn\E$/m, 'subject equals $ssl_client_s_dn, but in UTF-8');
 like($r, qr/ dn=serialNumber=S-42,CN=Zoë Ørsted\\, Jr\.,OU=Ops\+O=R&D$/m,
 	'subject: UTF-8 kept, comma escaped, multi-valued RDN');
 like($r, qr/^user=Zoë Ørsted, Jr\. auth=ok/m, 'non-ASCII identity in UTF-8');
-like(get('/oid/', 'zoe'), qr/^user=S-42 /m, 'oid:2.5.4.5');
-like(get('/optional/', 'twice'), qr/^user=first /m, 'duplicate CN: first in DER order');
-like(get('/optional/', 'empty'), qr/^user= auth=denied\/identity\/tls .* dn=$/m,
+like(get('/oid/', cert => 'zoe'), qr/^user=S-42 /m, 'oid:2.5.4.5');
+like(get('/optional/', cert => 'twice'), qr/^user=first /m, 'duplicate CN: first in DER order');
+like(get('/optional/', cert => 'empty'), qr/^user= auth=denied\/identity\/tls .* dn=$/m,
 	'empty subject: no identity, empty $auth_cert_subject');
-like(get('/email/', 'empty'), qr/^user=nobody\@example\.org auth=ok/m,
+like(get('/email/', cert => 'empty'), qr/^user=nobody\@example\.org auth=ok/m,
 	'empty subject: identity from the SAN');
 my $fp = $pki->fingerprint('cac');
-like(get('/fingerprint/', 'cac'), qr/^user=$fp /m, 'fingerprint');
-like(get('/subject/', 'twice'), qr/^user=CN=second,CN=first /m, 'subject as identity');
+like(get('/fingerprint/', cert => 'cac'), qr/^user=$fp /m, 'fingerprint');
+like(get('/subject/', cert => 'twice'), qr/^user=CN=second,CN=first /m, 'subject as identity');
 
 # Validity is checked on every request, not only at the handshake
 
-my $s = IO::Socket::SSL->new(PeerAddr => '127.0.0.1:' . port(8443),
-	SSL_verify_mode => IO::Socket::SSL::SSL_VERIFY_NONE(),
-	SSL_cert_file => "$d/short.crt", SSL_key_file => "$d/short.key");
+my $s = connect_tls(8443, cert => 'short');
 my $first = request($s, '/optional/');
 like($first, qr/^user=brief auth=ok\/\/tls /m, 'short-lived certificate: valid at first');
 select undef, undef, undef, 0.2 while time() <= $short_end + 1;
 my $second = request($s, '/optional/', Connection => 'close');
 like($second, qr/^user= auth=invalid\/expired\/tls /m, 'same connection, past notAfter: expired');
-$s = IO::Socket::SSL->new(PeerAddr => '127.0.0.1:' . port(8443),
-	SSL_verify_mode => IO::Socket::SSL::SSL_VERIFY_NONE(),
-	SSL_cert_file => "$d/short.crt", SSL_key_file => "$d/short.key");
+$s = connect_tls(8443, cert => 'short');
 my $third = request($s, '/cac/', Connection => 'close');
 is(status($third), 400, 'new connection: nginx refuses the expired certificate itself');
 

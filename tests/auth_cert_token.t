@@ -10,7 +10,6 @@ use strict;
 
 use Test::More;
 
-use IO::Socket::SSL;
 use JSON::PP;
 use MIME::Base64 qw/ encode_base64url decode_base64url /;
 
@@ -19,6 +18,7 @@ BEGIN { use FindBin; chdir($FindBin::Bin); }
 use lib "$FindBin::Bin/support";
 use Test::Nginx;
 use PKI;
+use Test::Nginx::AuthCert qw/ cert_dir get request connect_tls status body header /;
 
 ###############################################################################
 
@@ -164,6 +164,7 @@ EOF
 
 my $d = $t->testdir();
 my $pki = PKI->new($d);
+cert_dir($d);
 
 $pki->ca('ca', subject => '/CN=Test Root CA');
 $pki->cert('server', issuer => 'ca', subject => '/CN=localhost');
@@ -191,22 +192,6 @@ $t->waitforsocket("127.0.0.1:$backend") or die "no token backend\n";
 
 my $jwks_url = 'http://127.0.0.1:' . port(8080) . '/jwks';
 
-sub get {
-	my ($uri, %opts) = @_;
-	my $cert = delete $opts{cert};
-	return http(<<EOF,
-GET $uri HTTP/1.0
-Host: localhost
-
-EOF
-		SSL => 1,
-		$cert ? (SSL_cert_file => "$d/$cert.crt", SSL_key_file => "$d/$cert.key") : (),
-		%opts);
-}
-
-sub status { ($_[0] // '') =~ m!^HTTP/1\.\d (\d{3})! ? $1 : 'none' }
-sub body { my ($r) = @_; $r //= ''; $r =~ s/.*?\x0d\x0a\x0d\x0a//s; $r }
-sub header { my ($r, $name) = @_; ($r // '') =~ /^\Q$name\E: ([^\x0d]*)/mi ? $1 : undef }
 sub login { my $body = body(get(@_)); eval { decode_json($body) } // { error => $body } }
 
 # PyJWT's verdict on a token: the header and claims, or the reason it refused it.
@@ -225,27 +210,11 @@ sub payload {
 # Several requests on one TLS connection, `pause` seconds apart; returns the bodies.
 sub keepalive {
 	my ($cert, $pause, @uris) = @_;
-	my $s = IO::Socket::SSL->new(
-		PeerAddr => '127.0.0.1:' . port(8443),
-		SSL_verify_mode => IO::Socket::SSL::SSL_VERIFY_NONE(),
-		SSL_cert_file => "$d/$cert.crt", SSL_key_file => "$d/$cert.key",
-	) or die "no TLS connection: $IO::Socket::SSL::SSL_ERROR\n";
+	my $s = connect_tls(8443, cert => $cert) or die "no TLS connection\n";
 	my @bodies;
 	for my $i (0 .. $#uris) {
 		sleep $pause if $i > 0;
-		print $s "GET $uris[$i] HTTP/1.1\r\nHost: localhost\r\n\r\n";
-		my $head = '';
-		while ($head !~ /\r\n\r\n/) {
-			$s->sysread(my $buf, 1) or last;
-			$head .= $buf;
-		}
-		my ($len) = $head =~ /^Content-Length: (\d+)/mi;
-		my $body = '';
-		while (defined $len && length $body < $len) {
-			$s->sysread(my $buf, $len - length $body) or last;
-			$body .= $buf;
-		}
-		push @bodies, $body;
+		push @bodies, body(request($s, $uris[$i]));
 	}
 	close $s;
 	return @bodies;
@@ -326,7 +295,7 @@ is(join(',', map { $keys{ed1}{$_} } qw/kty crv alg use/), 'OKP,Ed25519,EdDSA,sig
 	'jwks: Ed25519 key');
 unlike(body($r), qr/"(d|p|q|k|dp|dq|qi)"/, 'jwks: no private member');
 
-$r = get('/jwks-hs');
+$r = get('/jwks-hs', SSL => 1);
 is(body($r) =~ s/\s+$//r, '{"keys":[' . encode_json_canonical($keys{ed1}) . ']}',
 	'jwks: an HMAC secret is never published');
 
@@ -409,13 +378,13 @@ is(verify($token // '', '--jwks', $jwks_url)->{claims}{sub}, 'jdoe', 'redirect: 
 
 # rejections follow the module's rules
 
-$r = get('/login');
+$r = get('/login', SSL => 1);
 is(status($r), 400, 'login without certificate: 400 (nginx 496)');
 is(body($r), "auth_cert: no_cert: no client certificate was sent\n", 'login: no_cert body');
 $r = get('/login', cert => 'noid');
 is(status($r), 403, 'login without identity: 403');
 is(status(get('/login-net', cert => 'uid')), 403, 'login: deny by network');
-$r = get('/login-any');
+$r = get('/login-any', SSL => 1);
 is(status($r), 400, 'login under satisfy any: still no token without a certificate');
 unlike($r, qr/token/, 'login under satisfy any: no token');
 is(login('/login-any', cert => 'uid')->{identity}, 'jdoe', 'login under satisfy any: login');
@@ -446,9 +415,9 @@ is(status($r) . body($r), '200', 'login: HEAD');
 # $auth_cert_token reaches a backend that verifies it against the JWKS
 
 is(body(get('/api/', cert => 'uid')), "sub=jdoe kid=ec1\n", 'backend verifies the bearer token');
-is(status(get('/api/')), 400, 'backend: no certificate, no request');
+is(status(get('/api/', SSL => 1)), 400, 'backend: no certificate, no request');
 like(get('/echo/', cert => 'uid'), qr/^token=[\w-]+\.[\w-]+\.[\w-]+$/m, '$auth_cert_token');
-like(get('/echo/'), qr/^token=$/m, '$auth_cert_token is empty without authentication');
+like(get('/echo/', SSL => 1), qr/^token=$/m, '$auth_cert_token is empty without authentication');
 
 # the error log: rejections at info, no key material anywhere
 

@@ -15,6 +15,7 @@ BEGIN { use FindBin; chdir($FindBin::Bin); }
 use lib "$FindBin::Bin/support";
 use Test::Nginx;
 use PKI;
+use Test::Nginx::AuthCert qw/ config_errors /;
 
 ###############################################################################
 
@@ -82,17 +83,8 @@ http {
 EOF
 }
 
-# Runs `nginx -t`; returns its output when it fails, '' when it passes. (The test object
-# is passed in, see auth_cert_config.t.)
-sub check {
-	my ($t, $name, $conf) = @_;
-	my $d = $t->testdir();
-	$t->write_file_expand("$name.conf", $conf);
-	my $out = `$Test::Nginx::NGINX -t -p $d/ -c $name.conf -e error.log 2>&1`;
-	return $? == 0 ? '' : $out;
-}
-
-is(check($t, 'valid', conf(<<'EOF', "auth_cert_login;\nauth_cert_token_claim role \$arg_role;")),
+is(config_errors($t, 'valid',
+		conf(<<'EOF', "auth_cert_login;\nauth_cert_token_claim role \$arg_role;")),
 auth_cert_token_key ec.key kid=one;
 auth_cert_token_key ed.key;
 auth_cert_token_key rsa.key kid=three;
@@ -103,67 +95,71 @@ auth_cert_token_audience api desktop;
 EOF
 	'', 'every key type and directive passes');
 
-is(check($t, 'jwks', conf('auth_cert_token_key ed.key;', 'auth_cert_jwks;', verify => 'off')),
+is(config_errors($t, 'jwks',
+		conf('auth_cert_token_key ed.key;', 'auth_cert_jwks;', verify => 'off')),
 	'', 'auth_cert_jwks needs no client certificates');
 
-like(check($t, 'missing', conf('auth_cert_token_key missing.key;', '')),
+like(config_errors($t, 'missing', conf('auth_cert_token_key missing.key;', '')),
 	qr/\[emerg\] cannot read "\Q$d\E\/missing\.key": No such file or directory .* in "auth_cert_token_key" directive in \S+missing\.conf:\d+/,
 	'missing key file');
 
-like(check($t, 'rsa1024', conf('auth_cert_token_key rsa1024.key;', '')),
+like(config_errors($t, 'rsa1024', conf('auth_cert_token_key rsa1024.key;', '')),
 	qr/invalid key "\Q$d\E\/rsa1024\.key": RSA key of 1024 bits is too weak, at least 2048 bits are needed in "auth_cert_token_key" directive/,
 	'short RSA key');
 
-like(check($t, 'p384', conf('auth_cert_token_key p384.key;', '')),
+like(config_errors($t, 'p384', conf('auth_cert_token_key p384.key;', '')),
 	qr/invalid key "\Q$d\E\/p384\.key": unsupported key algorithm: EC curve P-384, expected P-256 in "auth_cert_token_key"/,
 	'unsupported curve');
 
-like(check($t, 'ed448', conf('auth_cert_token_key ed448.key;', '')),
+like(config_errors($t, 'ed448', conf('auth_cert_token_key ed448.key;', '')),
 	qr/invalid key "\Q$d\E\/ed448\.key": unsupported key algorithm: Ed448, expected P-256, Ed25519 or RSA/,
 	'unknown algorithm');
 
-my $out = check($t, 'cert', conf('auth_cert_token_key server.crt;', ''));
+my $out = config_errors($t, 'cert', conf('auth_cert_token_key server.crt;', ''));
 like($out, qr/invalid key "\Q$d\E\/server\.crt": expected exactly one "PRIVATE KEY"/,
 	'wrong type: a certificate');
 
-like(check($t, 'short', conf('auth_cert_token_key hmac:short;', '')),
+like(config_errors($t, 'short', conf('auth_cert_token_key hmac:short;', '')),
 	qr/HMAC secret of 16 bytes is too short, at least 32 bytes are needed/, 'short HMAC secret');
 
-like(check($t, 'param', conf('auth_cert_token_key ec.key alg=ES512;', '')),
+like(config_errors($t, 'param', conf('auth_cert_token_key ec.key alg=ES512;', '')),
 	qr/invalid parameter "alg=ES512" in "auth_cert_token_key" directive/, 'unknown parameter');
 
-like(check($t, 'kid', conf("auth_cert_token_key ec.key kid=a;\nauth_cert_token_key ed.key kid=a;",
-		'')),
+like(config_errors($t, 'kid',
+		conf("auth_cert_token_key ec.key kid=a;\nauth_cert_token_key ed.key kid=a;",
+			'')),
 	qr/duplicate kid "a" in "auth_cert_token_key" directive/, 'duplicate kid');
 
-like(check($t, 'nokey', conf('', 'auth_cert_login;')),
+like(config_errors($t, 'nokey', conf('', 'auth_cert_login;')),
 	qr/\[emerg\] "auth_cert_login" requires "auth_cert_token_key"/, 'login without key');
 
-like(check($t, 'hsjwks', conf('auth_cert_token_key hmac:secret;', 'auth_cert_jwks;')),
+like(config_errors($t, 'hsjwks', conf('auth_cert_token_key hmac:secret;', 'auth_cert_jwks;')),
 	qr/"auth_cert_jwks" requires an "auth_cert_token_key" with a public key/,
 	'jwks with a secret only');
 
-like(check($t, 'noverify', conf('auth_cert_token_key ec.key;', 'auth_cert_login;',
+like(config_errors($t, 'noverify', conf('auth_cert_token_key ec.key;', 'auth_cert_login;',
 		verify => 'off')),
 	qr/"auth_cert_login" in \S+noverify\.conf:\d+ requires "ssl_verify_client on", "optional" or "optional_no_ca" in its server/,
 	'login without client certificates');
 
-like(check($t, 'claim', conf('auth_cert_token_key ec.key;', 'auth_cert_token_claim sub x;')),
+like(config_errors($t, 'claim',
+		conf('auth_cert_token_key ec.key;', 'auth_cert_token_claim sub x;')),
 	qr/claim "sub" cannot be set in "auth_cert_token_claim" directive/, 'reserved claim');
 
-like(check($t, 'ttl', conf('auth_cert_token_ttl 5 minutes;', '')),
+like(config_errors($t, 'ttl', conf('auth_cert_token_ttl 5 minutes;', '')),
 	qr/invalid number of arguments in "auth_cert_token_ttl" directive/, 'bad ttl');
 
-like(check($t, 'context', conf('auth_cert_token_key ec.key; auth_cert_login;', '')),
+like(config_errors($t, 'context', conf('auth_cert_token_key ec.key; auth_cert_login;', '')),
 	qr/"auth_cert_login" directive is not allowed here/, 'login outside a location');
 
-like(check($t, 'both', conf('auth_cert_token_key ec.key;', "auth_cert_login;\nauth_cert_jwks;")),
+like(config_errors($t, 'both',
+		conf('auth_cert_token_key ec.key;', "auth_cert_login;\nauth_cert_jwks;")),
 	qr/"auth_cert_login" and "auth_cert_jwks" exclude each other in \S+both\.conf:\d+/,
 	'login and jwks in one location');
 
 # A bad key file is named, never shown.
 my ($key_line) = $t->read_file('p384.key') =~ /^([A-Za-z0-9+\/]{40,})$/m;
-unlike(check($t, 'p384b', conf('auth_cert_token_key p384.key;', '')), qr/\Q$key_line\E/,
+unlike(config_errors($t, 'p384b', conf('auth_cert_token_key p384.key;', '')), qr/\Q$key_line\E/,
 	'no key material in errors');
 
 # nginx-conf/desktop-login.conf loads, with the files its header names.

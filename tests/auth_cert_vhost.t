@@ -16,6 +16,7 @@ BEGIN { use FindBin; chdir($FindBin::Bin); }
 use lib "$FindBin::Bin/support";
 use Test::Nginx;
 use PKI;
+use Test::Nginx::AuthCert qw/ cert_dir get /;
 
 ###############################################################################
 
@@ -88,6 +89,7 @@ EOF
 
 my $d = $t->testdir();
 my $pki = PKI->new($d);
+cert_dir($d);
 
 $pki->ca('ca_x', subject => '/CN=Tenant X CA');
 $pki->ca('ca_y', subject => '/CN=Tenant Y CA');
@@ -99,38 +101,19 @@ $t->try_run('no auth_cert')->plan(6);
 
 ###############################################################################
 
-# One HTTP/1.0 request with `Host: $host`, with SNI `$sni` (none when undefined).
-sub get {
-	my ($client, $sni, $host) = @_;
-	my $s = IO::Socket::SSL->new(
-		PeerAddr => '127.0.0.1:' . port(8443),
-		SSL_hostname => $sni // '',
-		SSL_verify_mode => IO::Socket::SSL::SSL_VERIFY_NONE(),
-		SSL_cert_file => "$d/$client.crt",
-		SSL_key_file => "$d/$client.key",
-		Timeout => 5,
-	) or return '';
-	my $r = '';
-	eval {
-		local $SIG{ALRM} = sub { die "timeout\n" };
-		local $SIG{PIPE} = "IGNORE";
-		alarm(5);
-		print $s "GET / HTTP/1.0\r\nHost: $host\r\n\r\n";
-		while ($s->sysread($r, 4096, length $r)) {}
-		alarm(0);
-	};
-	return $r;
-}
+# No SNI: SSL_hostname ''.
 
-like(get('alice', undef, 'x'), qr/^HTTP\/1\.. 200.*server x: alice$/ms,
-	'no SNI, default server: its own tenant');
-like(get('alice', 'x', 'x'), qr/^HTTP\/1\.. 200.*server x: alice$/ms, 'SNI x, host x');
-like(get('bob', 'y', 'y'), qr/^HTTP\/1\.. 200.*server y: bob$/ms, 'SNI y, host y');
+like(get('/', cert => 'alice', SSL_hostname => '', host => 'x'),
+	qr/^HTTP\/1\.. 200.*server x: alice$/ms, 'no SNI, default server: its own tenant');
+like(get('/', cert => 'alice', SSL_hostname => 'x', host => 'x'),
+	qr/^HTTP\/1\.. 200.*server x: alice$/ms, 'SNI x, host x');
+like(get('/', cert => 'bob', SSL_hostname => 'y', host => 'y'),
+	qr/^HTTP\/1\.. 200.*server y: bob$/ms, 'SNI y, host y');
 
 # The hole: X's certificate, verified against X's CA in the default server's handshake,
 # must not authenticate a request that Host sends to server y.
 
-my $r = get('alice', undef, 'y');
+my $r = get('/', cert => 'alice', SSL_hostname => '', host => 'y');
 like($r, qr/^HTTP\/1\.. 400 .*auth_cert: verify:/ms, 'no SNI, host y: refused');
 unlike($r, qr/server y: alice/, 'no SNI, host y: no identity');
 
