@@ -158,4 +158,20 @@ mod tests {
         }
         assert_eq!(Directive::from_name("auth_cert_nothing"), None);
     }
+
+    /// The reference documents every directive the module registers, and nothing else: one
+    /// `### name` section each.
+    #[test]
+    fn the_reference_documents_exactly_the_directives() {
+        let reference = include_str!("../../docs/reference.md");
+        let mut documented: Vec<&str> = reference
+            .lines()
+            .filter_map(|line| line.strip_prefix("### "))
+            .filter(|heading| heading.starts_with("auth_cert"))
+            .collect();
+        documented.sort_unstable();
+        let mut registered: Vec<&str> = Directive::ALL.iter().map(|d| d.name()).collect();
+        registered.sort_unstable();
+        assert_eq!(documented, registered);
+    }
 }
