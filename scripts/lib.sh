@@ -33,6 +33,22 @@ ensure_python_modules() {
         || ensure_packages python3-jwt python3-cryptography
 }
 
+# What the browser test (tests/browser/) needs: Chromium and its WebDriver, the emulated
+# smartcard (SoftHSM2, NSS's certutil and modutil, OpenSC's pkcs11-tool) and the Python modules
+# that drive them.
+BROWSER_PACKAGES="chromium chromium-driver softhsm2 libnss3-tools opensc"
+BROWSER_PYTHON_MODULES="selenium PyKCS11"
+
+# Installs what the browser test needs; returns non-zero (without exiting) when it cannot.
+ensure_browser() {
+    ensure_packages $BROWSER_PACKAGES || return 1
+    python3 -c 'import selenium, PyKCS11' 2>/dev/null && return 0
+    say "installing Python modules: $BROWSER_PYTHON_MODULES"
+    python3 -m pip install --quiet $BROWSER_PYTHON_MODULES 2>/dev/null \
+        || ensure_packages python3-selenium python3-pykcs11 || return 1
+    python3 -c 'import selenium, PyKCS11' 2>/dev/null
+}
+
 ensure_rust() {
     command -v cargo >/dev/null || {
         echo "cargo is not installed: install Rust (https://rustup.rs) first" >&2
