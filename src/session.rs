@@ -19,8 +19,9 @@
 //!   (`ssl_session_cache builtin`), which no callback can check, is not consulted where a limit
 //!   applies.
 //!
-//! Sessions are looked up before the SNI callback selects the server, in the context of the
-//! listen socket's default server, so the handshake limit of that context is the smallest
+//! Sessions are looked up in the context of the listen socket's default server (OpenSSL's
+//! `session_ctx`, which SNI does not change, even when a HelloRetryRequest makes the lookup
+//! come after the server was selected), so the handshake limit of that context is the smallest
 //! `auth_cert_max_age` of every server sharing one of its addresses; each request is then
 //! checked against its own location's limit.
 
@@ -44,7 +45,7 @@ use ngx::ffi::{
 
 use auth_cert_core::age;
 
-use crate::ex_data::Slot;
+use crate::ex_data::{self, Slot};
 
 /// nginx's shared-cache lookup, as `SSL_CTX_sess_get_get_cb` returns it.
 type GetSession =
@@ -344,6 +345,26 @@ unsafe extern "C" fn generate_ticket(ssl: *mut SSL, arg: *mut c_void) -> c_int {
     1
 }
 
+/// The context that holds the sessions of `ssl`: the one its connection started with, the
+/// default server's of its address, whose Hooks wrap nginx's lookup and hold the handshake
+/// limit. OpenSSL calls the session callbacks of that context (its `session_ctx`), while
+/// `SSL_get_SSL_CTX` is the server chosen by SNI once the server name is known: after a
+/// HelloRetryRequest, the second ClientHello's session lookup comes after the first one
+/// selected the server. nginx keeps that context with the connection (as its own lookup
+/// uses it); `SSL_get_SSL_CTX` only for an `SSL` that nginx did not make.
+///
+/// # Safety
+/// `ssl` must be a live `SSL` object.
+unsafe fn session_ctx(ssl: *mut SSL) -> *mut SSL_CTX {
+    // SAFETY: caller; nginx sets the connection's `ssl` before the handshake starts.
+    unsafe {
+        ex_data::connection(ssl)
+            .as_ref()
+            .and_then(|c| c.ssl.as_ref())
+            .map_or_else(|| SSL_get_SSL_CTX(ssl), |sc| sc.session_ctx)
+    }
+}
+
 /// Wraps nginx's shared-cache lookup: a session too old for the handshake limit is a miss.
 unsafe extern "C" fn get_session(
     ssl: *mut SSL,
@@ -351,10 +372,9 @@ unsafe extern "C" fn get_session(
     len: c_int,
     copy: *mut c_int,
 ) -> *mut SSL_SESSION {
-    // SAFETY: OpenSSL calls this during the handshake of `ssl`, before the server name is
-    // known, in the context the connection started with: the one whose Hooks wrap nginx's.
+    // SAFETY: OpenSSL calls this during the handshake of `ssl`, a connection of nginx.
     unsafe {
-        let Some(hooks) = hooks(SSL_get_SSL_CTX(ssl)) else {
+        let Some(hooks) = hooks(session_ctx(ssl)) else {
             return ptr::null_mut();
         };
         let Some(nginx_get) = hooks.get_session else {
