@@ -88,8 +88,9 @@ pub unsafe extern "C" fn merge_loc_conf(
 
     if let (Some(max_age), false) = (conf.settings.max_age(), conf.settings.mode() == Mode::Off) {
         let ctx = NgxHttpSslModule::server_conf(cf).map_or(ptr::null_mut(), |s| s.ssl.ctx);
-        // SAFETY: the SSL context of the server being merged, not serving yet.
-        if !unsafe { session::note_max_age(ctx.cast(), max_age) } {
+        // SAFETY: the SSL context of the server being merged, not serving yet; `cf.pool` is
+        // the pool of the configuration, which frees that context.
+        if !unsafe { session::note_max_age(ctx.cast(), cf.pool, max_age) } {
             return NGX_CONF_ERROR;
         }
     }
