@@ -326,8 +326,8 @@ impl Drop for X509Ref {
 
 /// Verifies `certs[0]` against `store` with the others as untrusted intermediates, for the
 /// `sslclient` purpose, the depth and the security level, as nginx verifies client
-/// certificates. The window in which the verified
-/// chain is valid, Unix seconds; errors: code, depth, text.
+/// certificates. The window in which the verified chain is valid, Unix seconds; errors: code,
+/// depth, text.
 fn verify_chain(
     store: &TrustStore,
     certs: &[X509Ref],

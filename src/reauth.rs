@@ -2,8 +2,8 @@
 //!
 //! nginx refuses TLS renegotiation (and TLS 1.3 and HTTP/2 have none), so the certificate can
 //! only be asked for again in a new handshake. The answer is a 307 to the same URL (as nginx
-//! normalised it, on this server: see [`auth_cert_core::redirect`]), after
-//! which the connection is closed; the stale session is refused at the next handshake (see
+//! normalised it, on this server: see [`auth_cert_core::redirect`]), after which the
+//! connection is closed; the stale session is refused at the next handshake (see
 //! [`crate::session`]), so the client's next connection presents the certificate again.
 //!
 //! HTTP/1.x: `Connection: close`. HTTP/2: the whole connection is closed the way nginx closes
