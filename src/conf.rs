@@ -166,7 +166,7 @@ pub unsafe extern "C" fn set_directive(
             None => Err("empty directive".to_owned()),
         });
     let result = result.and_then(|()| match (&conf.settings.header, &conf.header_ca) {
-        (Some(header), None) => forwarded::load_store(cf_ref, &header.ca)
+        (Some(header), None) => forwarded::load_store(cf_ref, header)
             .map(|store| conf.header_ca = Some(Rc::new(store)))
             .map_err(|e| format!("{e} in \"auth_cert_header\" directive")),
         _ => Ok(()),
