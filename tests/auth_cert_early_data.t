@@ -64,10 +64,9 @@ http {
     add_header X-Early "[$ssl_early_data]" always;
 
     server {
-        listen       127.0.0.1:8443 ssl;
+        # The listen parameter, not "http2 on": also nginx before 1.25.1.
+        listen       127.0.0.1:8443 ssl http2;
         server_name  localhost;
-
-        http2 on;
 
         location / {
             auth_cert on;
