@@ -68,6 +68,9 @@ http {
         listen       127.0.0.1:8443 ssl http2;
         server_name  localhost;
 
+        # An idle HTTP/2 connection is closed soon, which ends s_client.
+        keepalive_timeout 2s;
+
         location / {
             auth_cert on;
             proxy_set_header X-Identity $auth_cert_identity;
@@ -162,8 +165,8 @@ sub write_file {
 
 # Runs openssl s_client on $port with the client certificate alice; returns what it printed.
 # Options: in => text sent after the handshake (standard input), early => text sent in early
-# data, sess_in / sess_out => session files, alpn => protocol, wait => seconds to keep the
-# connection open after the input (else until the server closes it).
+# data, sess_in / sess_out => session files, alpn => protocol. It runs until the server
+# closes the connection.
 sub s_client {
 	my ($port, %o) = @_;
 	$n++;
@@ -178,9 +181,7 @@ sub s_client {
 		write_file("$d/early$n", $o{early});
 		$cmd .= " -early_data $d/early$n";
 	}
-	return $o{wait}
-		? `(cat $in; sleep $o{wait}) | timeout 10 $cmd 2>&1`
-		: `timeout 10 $cmd -ign_eof < $in 2>&1`;
+	return `timeout 10 $cmd -ign_eof < $in 2>&1`;
 }
 
 # A new session of alice (full handshake, client certificate sent), saved in a file; returns
@@ -273,20 +274,21 @@ like($r[1] // '', qr{^HTTP/1\.1 200 .*"token":"ey}s, 'login after the handshake:
 
 # HTTP/2: a stream opened in early data.
 
-my ($sess2) = session(8443, alpn => 'h2', wait => 1);
-
 # Connection preface, SETTINGS, HEADERS of stream 1 (GET https://localhost/h2, END_STREAM).
 my $hpack = "\x82\x87\x44\x03/h2\x41\x09localhost";
 my $h2 = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 	. "\x00\x00\x00\x04\x00\x00\x00\x00\x00"
 	. pack('CnCCN', 0, length $hpack, 1, 0x5, 1) . $hpack;
 
-$out = s_client(8082, sess_in => $sess2, alpn => 'h2', early => $h2, wait => 1);
+# A session with ALPN h2, which early data must repeat.
+my ($sess2) = session(8443, alpn => 'h2', in => $h2);
+
+$out = s_client(8082, sess_in => $sess2, alpn => 'h2', early => $h2);
 ok(early_accepted($out), 'h2: early data accepted');
 like($out, qr/auth_cert: early_data: /, 'h2, early stream: module body');
 unlike($out, qr/identity=alice/, 'h2, early stream: not proxied');
 
-$out = s_client(8082, sess_in => $sess2, alpn => 'h2', in => $h2, wait => 1);
+$out = s_client(8082, sess_in => $sess2, alpn => 'h2', in => $h2);
 like($out, qr{uri=/h2 identity=alice}, 'h2, stream after the handshake: proxied');
 
 # Every rejection is logged once; nothing in early data reached the backend.
