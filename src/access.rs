@@ -9,11 +9,11 @@ use auth_cert_core::age::Decimal;
 use auth_cert_core::cert::CertificateInfo;
 use auth_cert_core::decision::{self, Action, Evaluation, Tls};
 use auth_cert_core::identity;
-use auth_cert_core::verdict::Reason;
+use auth_cert_core::verdict::{self, Reason};
 use ngx::core::Status;
 use ngx::ffi::{
-    ngx_http_err_page_t, ngx_http_request_t, ngx_int_t, ngx_time, ngx_uint_t, SSL_get_SSL_CTX,
-    NGX_HTTP_SATISFY_ALL, NGX_LOG_INFO, SSL,
+    ngx_http_err_page_t, ngx_http_request_t, ngx_int_t, ngx_ssl_connection_t, ngx_time, ngx_uint_t,
+    SSL_get_SSL_CTX, SSL_is_init_finished, NGX_HTTP_SATISFY_ALL, NGX_LOG_INFO, SSL,
 };
 use ngx::http::{
     HTTPStatus, HttpModule, HttpModuleLocationConf, HttpModuleServerConf, NgxHttpCoreModule,
@@ -75,15 +75,18 @@ fn compute(r: &mut Request, conf: &LocConf) -> Evaluation {
     );
     // SAFETY: a request's connection is live while the request is; its `ssl` is null on plain
     // connections and is the TLS connection (shared by HTTP/2 streams) otherwise.
-    let ssl = unsafe { (*r.connection()).ssl.as_ref() }.map(|c| c.connection.cast::<SSL>());
-    let tls = match ssl {
+    let ssl_connection = unsafe { (*r.connection()).ssl.as_ref() };
+    let tls = match ssl_connection {
         None => Tls::Plain,
-        // SAFETY: the live TLS connection of the request, its handshake complete.
-        Some(ssl) => unsafe {
+        // SAFETY: the live TLS connection of the request; nginx hands a request over once the
+        // handshake is complete, or once it has read early data.
+        Some(c) => unsafe {
+            let ssl = c.connection.cast::<SSL>();
             Tls::Connection {
                 peer: tls::peer(ssl),
                 auth_time: session::auth_time(ssl),
                 this_server: verified_for_this_server(r, ssl),
+                early_data: in_early_data(c),
             }
         },
     };
@@ -115,6 +118,23 @@ unsafe fn verified_for_this_server(r: &Request, ssl: *mut SSL) -> bool {
     // SAFETY: caller: live connection; the context is the one its handshake finished in.
     let handshake = unsafe { SSL_get_SSL_CTX(ssl) };
     ptr::eq(handshake.cast::<c_void>(), served_by.cast::<c_void>())
+}
+
+/// Whether the request being evaluated on TLS connection `c` arrived in TLS 1.3 early data:
+/// the handshake is not finished yet, so the client has not proved that it is live, and the
+/// request may be a replay of a captured first flight. nginx reads early data while
+/// `in_early` is set (its `ngx_ssl_try_early_data` and `ngx_ssl_recv_early`); it clears the
+/// flag on OpenSSL's `SSL_READ_EARLY_DATA_FINISH`, i.e. once the `EndOfEarlyData` message is
+/// read, which a replayed flight may carry too, while the client's `Finished` (which no replay
+/// can make) may still be missing. So, as nginx's own `$ssl_early_data`, the test is also
+/// `!SSL_is_init_finished`. HTTP/2 streams share the connection's `c`: a stream opened in early
+/// data is evaluated while the handshake is still unfinished.
+///
+/// # Safety
+/// `c` must be the live TLS connection of the request.
+unsafe fn in_early_data(c: &ngx_ssl_connection_t) -> bool {
+    // SAFETY: caller: the `SSL` object of a live connection.
+    c.in_early() != 0 || unsafe { SSL_is_init_finished(c.connection.cast::<SSL>()) } != 1
 }
 
 /// The handler of the access phase.
@@ -216,9 +236,13 @@ fn reject(r: &mut Request, reason: Reason, satisfy_all: bool) -> Status {
         r.as_mut().set_keepalive(0);
     }
     let status = HTTPStatus(ngx_uint_t::from(rejection.wire_status()));
+    let status_line = verdict::status_line(rejection.wire_status());
     let Some(body) = rejection.body else {
         return http::status(rejection.code);
     };
+    if let Some(line) = status_line {
+        http::set_status_line(r, line);
+    }
     let rc = http::send_response(r, status, Some("text/plain"), body.as_bytes());
     http::finalize(r, rc)
 }

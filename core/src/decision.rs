@@ -98,6 +98,9 @@ pub enum Tls<'a> {
         /// and so verified the certificate against this server's client CAs. Without SNI the
         /// handshake runs in the default server while `Host` may select another server.
         this_server: bool,
+        /// Whether the request arrived in TLS 1.3 early data (0-RTT), before the client
+        /// finished the handshake: anyone who captured the client's first flight can replay it.
+        early_data: bool,
     },
 }
 
@@ -151,13 +154,21 @@ impl Evaluation {
 
 /// Evaluates a request: a forwarded credential of a trusted peer first, else the TLS client
 /// certificate, checked against the policy, its validity at `now` and `auth_cert_max_age`.
-/// `forwarded` is `Err` when reading the request failed (memory).
+/// `forwarded` is `Err` when reading the request failed (memory). A request in early data is
+/// authenticated by nothing: neither the resumed session's certificate nor a forwarded
+/// credential, which a replay would carry as well.
 pub fn evaluate(
     settings: &Settings,
     forwarded: Result<Forwarded, ()>,
     tls: Tls<'_>,
     now: i64,
 ) -> Evaluation {
+    if let Tls::Connection {
+        early_data: true, ..
+    } = tls
+    {
+        return Evaluation::failed(Reason::EarlyData);
+    }
     let untrusted_header = match forwarded {
         Ok(Forwarded::Evaluated(c)) => {
             let outcome = c.outcome.map(Rc::from);
@@ -172,6 +183,7 @@ pub fn evaluate(
             peer,
             auth_time,
             this_server,
+            early_data: _,
         } => (peer, auth_time, this_server),
         Tls::Plain => (Some(&PeerCertificate::Absent), None, true),
     };
@@ -332,7 +344,80 @@ mod tests {
             peer: Some(peer),
             auth_time,
             this_server,
+            early_data: false,
         }
+    }
+
+    fn early(peer: &PeerCertificate) -> Tls<'_> {
+        Tls::Connection {
+            peer: Some(peer),
+            auth_time: Some(NOW),
+            this_server: true,
+            early_data: true,
+        }
+    }
+
+    #[test]
+    fn early_data_is_never_authenticated() {
+        let peer = PeerCertificate::Verified(Verified::new(cert("alice")));
+        for mode in ["on", "optional"] {
+            let s = settings(&[(Directive::AuthCert, &[mode])]);
+            let e = evaluate(&s, Ok(Forwarded::Nothing), early(&peer), NOW);
+            assert_eq!(e.outcome, Err(Reason::EarlyData));
+            assert!(!e.trusted);
+            assert!(e.trusted_cert().is_none());
+            assert_eq!((e.source, e.auth_time, e.age), (None, None, None));
+        }
+        let on = settings(&[(Directive::AuthCert, &["on"])]);
+        let e = evaluate(&on, Ok(Forwarded::Nothing), early(&peer), NOW);
+        assert_eq!(
+            action(&on, &e.outcome, true),
+            Action::Reject(Reason::EarlyData)
+        );
+        // Not even under `auth_cert_stale reauth`: a stale session in early data is refused,
+        // never redirected.
+        let aged = settings(&[(Directive::AuthCert, &["on"]), (Directive::MaxAge, &["60"])]);
+        let old = Tls::Connection {
+            peer: Some(&peer),
+            auth_time: Some(NOW - 3600),
+            this_server: true,
+            early_data: true,
+        };
+        let e = evaluate(&aged, Ok(Forwarded::Nothing), old, NOW);
+        assert_eq!(
+            action(&aged, &e.outcome, true),
+            Action::Reject(Reason::EarlyData)
+        );
+        let optional = settings(&[(Directive::AuthCert, &["optional"])]);
+        assert_eq!(action(&optional, &e.outcome, true), Action::Decline);
+        // A forwarded credential in early data is replayable as well.
+        let forwarded = Forwarded::Evaluated(Credential {
+            source: Source::Header,
+            cert: Some(cert("bob")),
+            outcome: Ok("bob".into()),
+            detail: None,
+        });
+        let e = evaluate(&on, Ok(forwarded), early(&peer), NOW);
+        assert_eq!(e.outcome, Err(Reason::EarlyData));
+        assert!(e.trusted_cert().is_none());
+        // 425 with the module's body; the connection stays open for the retry after the
+        // handshake.
+        let r = rejection(Reason::EarlyData, true, |_| false);
+        assert_eq!(
+            (r.code, r.wire_status(), r.close_connection),
+            (425, 425, false)
+        );
+        assert_eq!(
+            r.body.as_deref(),
+            Some(
+                "auth_cert: early_data: the request was sent in TLS early data, send it again \
+                 after the handshake\n"
+            )
+        );
+        let r = rejection(Reason::EarlyData, true, |code| code == 425);
+        assert_eq!((r.code, r.body), (425, None));
+        let r = rejection(Reason::EarlyData, false, |_| false);
+        assert_eq!((r.code, r.body), (403, None));
     }
 
     #[test]
@@ -393,6 +478,7 @@ mod tests {
             peer: None,
             auth_time: None,
             this_server: true,
+            early_data: false,
         };
         let e = evaluate(&s, Ok(Forwarded::Nothing), unkept, NOW);
         assert_eq!(e.outcome, Err(Reason::Internal));

@@ -53,6 +53,10 @@ pub enum Reason {
     /// A forwarded certificate came from a peer outside the trusted networks, and nothing
     /// else authenticates the request.
     Network,
+    /// The request arrived in TLS 1.3 early data (0-RTT), which anyone who captured it can
+    /// replay: never authenticated, answered `425 Too Early` (RFC 8470) so that the client
+    /// sends it again after the handshake.
+    EarlyData,
     /// An internal failure (memory), never the client's fault.
     Internal,
 }
@@ -72,6 +76,7 @@ impl Reason {
             Self::Stale => "stale",
             Self::Header => "header",
             Self::Network => "network",
+            Self::EarlyData => "early_data",
             Self::Internal => "internal",
         }
     }
@@ -79,9 +84,12 @@ impl Reason {
     pub fn status(self) -> Status {
         match self {
             Self::NoCert => Status::None,
-            Self::Verify | Self::Expired | Self::Parse | Self::Header | Self::Network => {
-                Status::Invalid
-            }
+            Self::Verify
+            | Self::Expired
+            | Self::Parse
+            | Self::Header
+            | Self::Network
+            | Self::EarlyData => Status::Invalid,
             Self::Identity | Self::Eku | Self::KeyUsage | Self::Policy | Self::Issuer => {
                 Status::Denied
             }
@@ -92,12 +100,13 @@ impl Reason {
 
     /// The status code handed to nginx: 496 and 495 keep nginx's meaning for a missing or
     /// unverified certificate (sent as 400, catchable with `error_page 495 496`), 403 for a
-    /// certificate the policy refuses.
+    /// certificate the policy refuses, 425 Too Early for a request in early data.
     pub fn http_status(self) -> u16 {
         match self {
             Self::NoCert => 496,
             Self::Verify => 495,
             Self::Stale => 401,
+            Self::EarlyData => 425,
             Self::Internal => 500,
             _ => 403,
         }
@@ -118,6 +127,9 @@ impl Reason {
             Self::Stale => "the client certificate authentication is older than allowed",
             Self::Header => "the forwarded client certificate is malformed or does not verify",
             Self::Network => "a forwarded client certificate is not accepted from this address",
+            Self::EarlyData => {
+                "the request was sent in TLS early data, send it again after the handshake"
+            }
             Self::Internal => "internal error",
         }
     }
@@ -129,6 +141,15 @@ pub fn wire_status(code: u16) -> u16 {
     match code {
         495 | 496 => 400,
         other => other,
+    }
+}
+
+/// The HTTP/1.x status line of a code the module sends that nginx has no reason phrase for
+/// (nginx 1.28 leaves 425 without one).
+pub fn status_line(code: u16) -> Option<&'static str> {
+    match code {
+        425 => Some("425 Too Early"),
+        _ => None,
     }
 }
 
@@ -147,6 +168,7 @@ mod tests {
         assert_eq!(Reason::Stale.status(), Status::Stale);
         assert_eq!(Reason::Header.status(), Status::Invalid);
         assert_eq!(Reason::Network.status(), Status::Invalid);
+        assert_eq!(Reason::EarlyData.status(), Status::Invalid);
     }
 
     #[test]
@@ -157,6 +179,10 @@ mod tests {
         assert_eq!(Reason::Stale.http_status(), 401);
         assert_eq!(Reason::Header.http_status(), 403);
         assert_eq!(Reason::Network.http_status(), 403);
+        assert_eq!(Reason::EarlyData.http_status(), 425);
+        assert_eq!(wire_status(425), 425);
+        assert_eq!(status_line(425), Some("425 Too Early"));
+        assert_eq!(status_line(403), None);
         assert_eq!(wire_status(496), 400);
         assert_eq!(wire_status(495), 400);
         assert_eq!(wire_status(403), 403);
@@ -177,6 +203,7 @@ mod tests {
             Reason::Stale,
             Reason::Header,
             Reason::Network,
+            Reason::EarlyData,
             Reason::Internal,
         ] {
             assert!(!r.message().contains('\n'));
