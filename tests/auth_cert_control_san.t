@@ -150,7 +150,7 @@ $pki->cert('dnemail', issuer => 'ca',
 	subject => "/CN=dnemail/emailAddress=x\@corp\r\nX-Admin: 5",
 	ext => ['subjectAltName = email:dnemail@corp.example']);
 
-$t->try_run('no auth_cert')->plan(23);
+$t->try_run('no auth_cert')->plan(25);
 
 ###############################################################################
 
@@ -197,9 +197,13 @@ is(body($r), "admin=[] email=[] upn=[] id=[crlf] subject=[CN=crlf]\n",
 $t->stop();
 
 my $log = $t->read_file('error.log');
-like($log, qr/\[info\].*auth_cert: values with control characters left out of the client certificate \(SAN email, SAN UPN, SAN DNS, SAN URI\), serial: [0-9A-F]+/,
-	'log: the values left out');
+my $all = qr/values with control characters left out of the client certificate \(SAN email, SAN UPN, SAN DNS, SAN URI\), serial: [0-9A-F]+/;
+is(() = $log =~ /\[info\].*auth_cert: $all/g, 3,
+	'log: once per certificate (crlf and mixed over TLS, crlf forwarded)');
 like($log, qr/\[info\].*auth_cert: values with control characters left out of the client certificate \(subject emailAddress\), serial: [0-9A-F]+/,
 	'log: the subject emailAddress left out');
+like($log, qr/\[info\].*auth_cert: access denied: no identity found in the client certificate \(values with control characters left out: SAN email, SAN UPN, SAN DNS, SAN URI\), reason: identity, .*"GET \/email/,
+	'log: a rejection tells what was left out');
+is(() = $log =~ /auth_cert: .*"GET \/upn /g, 1, 'log: one line for a rejection');
 
 ###############################################################################
