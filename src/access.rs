@@ -46,9 +46,11 @@ pub fn evaluate<'a>(r: &mut Request) -> Option<&'a RequestAuth> {
             return Some(unsafe { &*ptr::from_ref(auth) });
         }
     }
+    let evaluation = compute(r, conf);
+    log_left_out(r, conf, &evaluation);
     let auth = RequestAuth {
         conf: conf_ptr,
-        evaluation: compute(r, conf),
+        evaluation,
         auth_time_text: OnceCell::new(),
         age_text: OnceCell::new(),
         not_after_text: OnceCell::new(),
@@ -183,10 +185,17 @@ pub fn log_rejection(r: &Request, conf: &LocConf, evaluation: &Evaluation, reaso
         .and_then(|c| identity::resolve(policy.sources(), policy.identity_regex.as_ref(), c).ok())
         .unwrap_or("");
     let serial = cert.map_or("-", CertificateInfo::serial);
-    let detail = evaluation
+    let details: Vec<String> = evaluation
         .detail
-        .as_deref()
-        .map_or(String::new(), |d| format!(" ({d})"));
+        .iter()
+        .cloned()
+        .chain(left_out_detail(evaluation))
+        .collect();
+    let detail = if details.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", details.join("; "))
+    };
     ngx_log_error!(
         NGX_LOG_INFO,
         r.log(),
@@ -199,17 +208,55 @@ pub fn log_rejection(r: &Request, conf: &LocConf, evaluation: &Evaluation, reaso
     );
 }
 
+/// What was left out of the trusted certificate for its control characters, for the line of
+/// a rejection or a re-authentication, which then tells it (every time).
+fn left_out_detail(evaluation: &Evaluation) -> Option<String> {
+    let cert = evaluation.trusted_cert()?;
+    let left_out = cert.left_out();
+    if left_out.is_empty() {
+        return None;
+    }
+    cert.left_out_once();
+    Some(format!(
+        "values with control characters left out: {left_out}"
+    ))
+}
+
+/// The `info` line telling, once per parse of a trusted certificate, that values with
+/// control characters were left out of it, so that the variables and identity sources do not
+/// show them. Not for a request that the gate rejects or re-authenticates: its one line tells.
+fn log_left_out(r: &Request, conf: &LocConf, evaluation: &Evaluation) {
+    if decision::gate_logs(&conf.settings, &evaluation.outcome) {
+        return;
+    }
+    let Some(cert) = evaluation.trusted_cert() else {
+        return;
+    };
+    if let Some(left_out) = cert.left_out_once() {
+        ngx_log_error!(
+            NGX_LOG_INFO,
+            r.log(),
+            "auth_cert: values with control characters left out of the client certificate \
+             ({}), serial: {}",
+            left_out,
+            cert.serial()
+        );
+    }
+}
+
 fn log_reauth(r: &Request, evaluation: &Evaluation) {
     let serial = evaluation
         .cert
         .as_deref()
         .map_or("-", CertificateInfo::serial);
+    let detail = left_out_detail(evaluation).map_or(String::new(), |d| format!(" ({d})"));
     ngx_log_error!(
         NGX_LOG_INFO,
         r.log(),
-        "auth_cert: re-authentication required: {}, reason: stale, auth_time: {}, age: {}, \
+        "auth_cert: re-authentication required: {}{}, reason: stale, auth_time: {}, age: {}, \
          serial: {}",
         Reason::Stale.message(),
+        detail,
         evaluation.auth_time.unwrap_or(0),
         evaluation.age.unwrap_or(0),
         serial

@@ -258,6 +258,14 @@ pub fn action(settings: &Settings, outcome: &Result<Rc<str>, Reason>, satisfy_al
     }
 }
 
+/// Whether the access phase writes a line of its own for `outcome` (the rejection, or the
+/// re-authentication): exactly when [`action`] rejects or re-authenticates. That line then
+/// tells what was left out of the certificate; any other request tells it on a line of its
+/// own, once ([`CertificateInfo::left_out_once`]).
+pub fn gate_logs(settings: &Settings, outcome: &Result<Rc<str>, Reason>) -> bool {
+    settings.mode() == Mode::On && outcome.is_err()
+}
+
 /// How a rejected request is answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
@@ -548,6 +556,33 @@ mod tests {
         for mode in ["optional", "off"] {
             let s = settings(&[(Directive::AuthCert, &[mode])]);
             assert_eq!(action(&s, &Err(Reason::NoCert), true), Action::Decline);
+        }
+    }
+
+    #[test]
+    fn the_gate_logs_exactly_when_it_rejects_or_reauthenticates() {
+        let outcomes = [
+            Ok(Rc::from("alice")),
+            Err(Reason::Stale),
+            Err(Reason::Identity),
+        ];
+        for mode in ["on", "optional", "off"] {
+            for stale in ["reauth", "reject"] {
+                let s = settings(&[
+                    (Directive::AuthCert, &[mode]),
+                    (Directive::MaxAge, &["60"]),
+                    (Directive::Stale, &[stale]),
+                ]);
+                for outcome in &outcomes {
+                    for satisfy_all in [true, false] {
+                        let logs = matches!(
+                            action(&s, outcome, satisfy_all),
+                            Action::Reject(_) | Action::Reauthenticate
+                        );
+                        assert_eq!(gate_logs(&s, outcome), logs, "{mode} {stale} {outcome:?}");
+                    }
+                }
+            }
         }
     }
 
