@@ -1,6 +1,6 @@
 //! Values the module keeps with OpenSSL objects, in their ex_data: the parsed client
-//! certificate and the tokens of a TLS connection (`SSL`), the session hooks of a server's
-//! `SSL_CTX`. One slot type serves both.
+//! certificate of a TLS connection (`SSL`), the session hooks of a server's `SSL_CTX`. One
+//! slot type serves both.
 
 use core::ffi::{c_int, c_long, c_void};
 use core::marker::PhantomData;

@@ -69,7 +69,7 @@ impl HttpModule for Module {
         let phase = &mut cmcf.phases[ngx_http_phases_NGX_HTTP_ACCESS_PHASE as usize];
         // SAFETY: the phase's handlers array holds ngx_http_handler_pt elements.
         let slot = unsafe { ngx_array_push(&raw mut phase.handlers) }.cast::<ngx_http_handler_pt>();
-        if slot.is_null() || !tls::PEERS.init() || !token::init() {
+        if slot.is_null() || !tls::PEERS.init() {
             return Status::NGX_ERROR.0;
         }
         // SAFETY: postconfiguration: every server is merged, none is serving.

@@ -12,7 +12,7 @@ mod jws;
 mod key;
 mod settings;
 
-pub use cache::{CacheKey, TokenCache};
+pub use cache::{CacheKey, TokenCache, CACHE_BYTES, CACHE_ENTRIES};
 pub use claims::{claims, Subject};
 pub use jws::{issue, Issued};
 pub use key::{Algorithm, TokenKey, MIN_HMAC_BYTES, MIN_RSA_BITS};

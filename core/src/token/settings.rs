@@ -1,6 +1,7 @@
 //! The token directives of one configuration level: parsing and merging.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::key::{load_key, TokenKey};
@@ -62,9 +63,16 @@ pub struct ClaimTemplate {
     pub value: String,
 }
 
+/// The serial number of the next [`TokenSettings`] made in this process.
+static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
+
 /// The token directives of one configuration level.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug)]
 pub struct TokenSettings {
+    /// Unique in the process: it names these settings in the token cache, which outlives a
+    /// configuration, so that a later configuration's settings never find its tokens (an
+    /// address could be reused). A clone gets its own.
+    pub(super) serial: u64,
     /// Signing keys: the first signs, all of them are published (secrets excepted).
     pub keys: Vec<Arc<TokenKey>>,
     pub(super) ttl: Option<i64>,
@@ -76,7 +84,42 @@ pub struct TokenSettings {
     pub jwks: bool,
 }
 
+impl Default for TokenSettings {
+    fn default() -> Self {
+        TokenSettings {
+            serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
+            keys: Vec::new(),
+            ttl: None,
+            issuer: None,
+            audience: None,
+            claims: None,
+            login: None,
+            jwks: false,
+        }
+    }
+}
+
+impl Clone for TokenSettings {
+    fn clone(&self) -> Self {
+        TokenSettings {
+            keys: self.keys.clone(),
+            ttl: self.ttl,
+            issuer: self.issuer.clone(),
+            audience: self.audience.clone(),
+            claims: self.claims.clone(),
+            login: self.login.clone(),
+            jwks: self.jwks,
+            ..TokenSettings::default()
+        }
+    }
+}
+
 impl TokenSettings {
+    /// The serial number of these settings, unique in the process.
+    pub fn serial(&self) -> u64 {
+        self.serial
+    }
+
     pub fn ttl(&self) -> i64 {
         self.ttl.unwrap_or(DEFAULT_TTL)
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
-use super::cache::CACHE_ENTRIES;
+use super::cache::{CACHE_BYTES, CACHE_ENTRIES};
 use super::key::b64;
 use super::*;
 use crate::cert::CertificateInfo;
@@ -414,46 +414,120 @@ fn lifetime_is_bounded_by_the_limit() {
     assert_ne!(a.token, b.token, "jti differs");
 }
 
-#[test]
-fn cache_reuses_until_half_the_lifetime() {
-    let settings = settings_with(TokenKey::from_secret(&[3u8; 32], None).unwrap());
-    let key = settings.signing_key().unwrap();
-    let cert = with_fingerprint([0xab; 32]);
-    let cache_key = |identity: &str| {
+/// A cache test: signs with an HMAC key, counting the signatures.
+struct CacheRig {
+    settings: TokenSettings,
+    signed: core::cell::Cell<usize>,
+}
+
+impl CacheRig {
+    fn new() -> Self {
+        CacheRig {
+            settings: settings_with(TokenKey::from_secret(&[3u8; 32], None).unwrap()),
+            signed: core::cell::Cell::new(0),
+        }
+    }
+
+    fn key(&self, identity: &str) -> CacheKey {
+        let cert = with_fingerprint([0xab; 32]);
         CacheKey::new(
-            &settings,
+            &self.settings,
             identity.into(),
-            cert.clone(),
+            &cert,
             None,
             i64::MAX,
             vec![],
         )
-    };
-    let base = Map::new();
-    let mut cache = TokenCache::default();
-    let signed = core::cell::Cell::new(0);
-    let get = |cache: &mut TokenCache, now: i64, k: CacheKey| {
+    }
+
+    fn get(&self, cache: &mut TokenCache, now: i64, key: CacheKey) -> Issued {
+        let signing_key = self.settings.signing_key().unwrap();
         cache
-            .get_or_issue(k, now, || {
-                signed.set(signed.get() + 1);
-                issue(key, &base, now, 300, i64::MAX)
+            .get_or_issue(key, now, || {
+                self.signed.set(self.signed.get() + 1);
+                issue(signing_key, &Map::new(), now, 300, i64::MAX)
             })
             .unwrap()
-    };
-    let first = get(&mut cache, 1000, cache_key("a"));
-    assert_eq!(get(&mut cache, 1149, cache_key("a")), first);
-    let second = get(&mut cache, 1150, cache_key("a"));
+    }
+}
+
+#[test]
+fn cache_reuses_until_half_the_lifetime() {
+    let rig = CacheRig::new();
+    let mut cache = TokenCache::default();
+    let first = rig.get(&mut cache, 1000, rig.key("a"));
+    assert_eq!(rig.get(&mut cache, 1149, rig.key("a")), first);
+    let second = rig.get(&mut cache, 1150, rig.key("a"));
     assert_ne!(second, first);
     assert_eq!(second.issued_at, 1150);
     // Another identity gets its own token.
-    let other = get(&mut cache, 1151, cache_key("other"));
+    let other = rig.get(&mut cache, 1151, rig.key("other"));
     assert_ne!(other, second);
-    assert_eq!(get(&mut cache, 1152, cache_key("a")), second);
-    for i in 0..CACHE_ENTRIES {
-        get(&mut cache, 1153, cache_key(&format!("k{i}")));
+    assert_eq!(rig.get(&mut cache, 1152, rig.key("a")), second);
+    assert_eq!(rig.signed.get(), 3);
+    assert_eq!(cache.len(), 2);
+}
+
+#[test]
+fn cache_is_bounded_least_recently_used_first_out() {
+    let rig = CacheRig::new();
+    let mut cache = TokenCache::with_bounds(3, usize::MAX);
+    let a = rig.get(&mut cache, 1000, rig.key("a"));
+    rig.get(&mut cache, 1000, rig.key("b"));
+    rig.get(&mut cache, 1000, rig.key("c"));
+    // "a" is used again: "b" is now the least recently used.
+    assert_eq!(rig.get(&mut cache, 1001, rig.key("a")), a);
+    rig.get(&mut cache, 1002, rig.key("d"));
+    assert_eq!(cache.len(), 3);
+    assert_eq!(rig.signed.get(), 4);
+    assert_eq!(rig.get(&mut cache, 1003, rig.key("a")), a, "a is kept");
+    rig.get(&mut cache, 1003, rig.key("c"));
+    assert_eq!(rig.signed.get(), 4, "c is kept");
+    rig.get(&mut cache, 1003, rig.key("b"));
+    assert_eq!(rig.signed.get(), 5, "b was dropped");
+
+    // The default bound holds.
+    let mut cache = TokenCache::default();
+    for i in 0..CACHE_ENTRIES + 10 {
+        rig.get(&mut cache, 1000, rig.key(&format!("k{i}")));
     }
-    assert_eq!(cache.entries.len(), CACHE_ENTRIES);
-    assert_eq!(signed.get(), 3 + CACHE_ENTRIES);
+    assert_eq!(cache.len(), CACHE_ENTRIES);
+    assert!(cache.bytes() <= CACHE_BYTES);
+}
+
+#[test]
+fn cache_drops_expired_tokens_before_reusable_ones() {
+    let rig = CacheRig::new();
+    let mut cache = TokenCache::with_bounds(2, usize::MAX);
+    rig.get(&mut cache, 1000, rig.key("old"));
+    let young = rig.get(&mut cache, 1100, rig.key("young"));
+    // "old" is the least recently used and past half its lifetime at 1150.
+    rig.get(&mut cache, 1150, rig.key("new"));
+    assert_eq!(rig.get(&mut cache, 1151, rig.key("young")), young);
+    assert_eq!(rig.signed.get(), 3);
+}
+
+#[test]
+fn cache_is_bounded_in_bytes() {
+    let rig = CacheRig::new();
+    let mut probe = TokenCache::default();
+    rig.get(&mut probe, 1000, rig.key("a"));
+    let one = probe.bytes();
+    assert!(one > 200 && one < 1024, "{one} bytes per entry");
+
+    // Room for two entries of this size, not three.
+    let mut cache = TokenCache::with_bounds(100, 2 * one + one / 2);
+    rig.get(&mut cache, 1000, rig.key("a"));
+    rig.get(&mut cache, 1000, rig.key("b"));
+    rig.get(&mut cache, 1000, rig.key("c"));
+    assert_eq!(cache.len(), 2);
+    assert!(cache.bytes() <= 2 * one + one / 2);
+
+    // A token larger than the whole cache is signed but not kept.
+    let mut cache = TokenCache::with_bounds(100, one - 1);
+    let a = rig.get(&mut cache, 1000, rig.key("a"));
+    assert!(cache.is_empty());
+    assert_ne!(rig.get(&mut cache, 1000, rig.key("a")), a);
 }
 
 #[test]
@@ -464,7 +538,7 @@ fn cache_key_covers_authentication_claims_and_limits() {
         CacheKey::new(
             &settings,
             "a".into(),
-            with_fingerprint([0xf1; 32]),
+            &with_fingerprint([0xf1; 32]),
             Some(5),
             9,
             vec!["x".into()],
@@ -481,12 +555,33 @@ fn cache_key_covers_authentication_claims_and_limits() {
     k.auth_time = Some(6);
     assert_ne!(k, base());
     let mut k = base();
-    k.cert = with_fingerprint([0xf2; 32]);
+    k.fingerprint = [0xf2; 32];
     assert_ne!(k, base());
     let mut k = base();
     k.identity = "b".into();
     assert_ne!(k, base());
     let mut k = base();
-    k.settings = &raw const other_settings;
+    k.settings = other_settings.serial();
     assert_ne!(k, base());
+}
+
+#[test]
+fn settings_serials_are_never_shared() {
+    // A configuration's settings, then a later configuration's, perhaps at the same address:
+    // a token cached for the first is never found for the second.
+    let first = TokenSettings::default();
+    let serial = first.serial();
+    drop(first);
+    let second = TokenSettings::default();
+    assert_ne!(second.serial(), serial);
+    // A clone may be changed afterwards: it is other settings.
+    let clone = second.clone();
+    assert_ne!(clone.serial(), second.serial());
+    let rig = CacheRig::new();
+    let cert = with_fingerprint([0xab; 32]);
+    let key = |s: &TokenSettings| CacheKey::new(s, "a".into(), &cert, None, i64::MAX, vec![]);
+    let mut cache = TokenCache::default();
+    let a = rig.get(&mut cache, 1000, key(&second));
+    assert_ne!(rig.get(&mut cache, 1000, key(&clone)), a);
+    assert_eq!(rig.get(&mut cache, 1000, key(&second)), a);
 }
