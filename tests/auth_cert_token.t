@@ -247,7 +247,7 @@ is($c->{exp} - $c->{iat}, 300, 'claim exp: 5 minutes by default');
 is($c->{nbf}, $c->{iat}, 'claim nbf');
 ok($c->{iat} >= $start - 1 && $c->{iat} <= time(), 'claim iat: the time of signing');
 is($c->{auth_time}, $login->{auth_time}, 'claim auth_time');
-is_deeply($c->{amr}, ['hwk', 'x509'], 'claim amr');
+is_deeply($c->{amr}, ['x509'], 'claim amr: x509 alone, no evidence of a hardware key');
 like($c->{jti}, qr/^[A-Za-z0-9_-]{22}$/, 'claim jti: 128 random bits');
 my $x5t = encode_base64url(pack('H*', $pki->fingerprint('uid')));
 is($c->{cnf}{'x5t#S256'}, $x5t, 'claim cnf x5t#S256: SHA-256 of the certificate');

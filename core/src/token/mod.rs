@@ -1,10 +1,11 @@
 //! Signed identity tokens (JWT), one concern a file: signing keys ([`key`]), the directives
-//! ([`settings`]), the claims of an authentication ([`claims`]), the JWS serialization and a
+//! ([`settings`]), the claims of an authentication ([`claims`]) and its `amr` ([`amr`]), the JWS serialization and a
 //! token's lifetime ([`jws`]), the JWKS document ([`jwks`]) and the reuse rule ([`cache`]).
 //!
 //! Nothing here knows nginx: the module hands in key file bytes, the authenticated certificate,
 //! the evaluated extra claims and the time, and gets back tokens and JSON documents.
 
+mod amr;
 mod cache;
 mod claims;
 mod jwks;
@@ -12,6 +13,7 @@ mod jws;
 mod key;
 mod settings;
 
+pub use amr::{has_card_eku, AmrRule, Method};
 pub use cache::{CacheKey, TokenCache, CACHE_BYTES, CACHE_ENTRIES};
 pub use claims::{claims, Subject};
 pub use jws::{issue, Issued};

@@ -4,6 +4,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use super::amr::AmrRule;
 use super::key::{load_key, TokenKey};
 use crate::directive::Directive;
 use crate::time;
@@ -79,6 +80,8 @@ pub struct TokenSettings {
     pub issuer: Option<String>,
     pub audience: Option<Vec<String>>,
     pub claims: Option<Vec<ClaimTemplate>>,
+    /// `auth_cert_token_amr`: the policies that show a hardware key or a card.
+    pub amr: Option<Vec<AmrRule>>,
     /// Content handlers: never inherited, as nginx's own content handlers.
     pub login: Option<Login>,
     pub jwks: bool,
@@ -93,6 +96,7 @@ impl Default for TokenSettings {
             issuer: None,
             audience: None,
             claims: None,
+            amr: None,
             login: None,
             jwks: false,
         }
@@ -107,6 +111,7 @@ impl Clone for TokenSettings {
             issuer: self.issuer.clone(),
             audience: self.audience.clone(),
             claims: self.claims.clone(),
+            amr: self.amr.clone(),
             login: self.login.clone(),
             jwks: self.jwks,
             ..TokenSettings::default()
@@ -192,6 +197,17 @@ impl TokenSettings {
                     value: (*value).to_owned(),
                 });
             }
+            (Directive::TokenAmr, _) => {
+                let rule = AmrRule::parse(name, args)?;
+                let rules = self.amr.get_or_insert_with(Vec::new);
+                if rules.iter().any(|r| r.method == rule.method) {
+                    return Err(format!(
+                        "duplicate method \"{}\" in \"{name}\" directive",
+                        rule.method.name()
+                    ));
+                }
+                rules.push(rule);
+            }
             (Directive::Login, _) => {
                 if self.login.is_some() {
                     return Err(duplicate());
@@ -237,6 +253,9 @@ impl TokenSettings {
         }
         if self.claims.is_none() {
             self.claims.clone_from(&parent.claims);
+        }
+        if self.amr.is_none() {
+            self.amr.clone_from(&parent.amr);
         }
     }
 

@@ -380,7 +380,7 @@ fn every_claim() {
     assert_eq!(c["nbf"], 1_700_000_010);
     assert_eq!(c["exp"], 1_700_000_310);
     assert_eq!(c["auth_time"], 1_700_000_000);
-    assert_eq!(c["amr"], json!(["hwk", "x509"]));
+    assert_eq!(c["amr"], json!(["x509"]), "no evidence of a hardware key");
     assert_eq!(c["iss"], "https://login.example");
     assert_eq!(c["aud"], "api");
     assert_eq!(c["role"], "admin");
@@ -399,6 +399,134 @@ fn every_claim() {
     let base = claims(&settings, &subject, &[]);
     assert_eq!(base["aud"], json!(["a", "b"]));
     assert_eq!(base["amr"], json!(["sc", "hwk", "x509"]));
+}
+
+/// A certificate with these EKUs and policies.
+fn cert_with(ekus: &[&str], policies: &[&str]) -> CertificateInfo {
+    let mut b = cert_builder();
+    for eku in ekus {
+        b.add(Field::ExtendedKeyUsage, eku);
+    }
+    for policy in policies {
+        b.add(Field::Policy, policy);
+    }
+    b.build()
+}
+
+#[test]
+fn amr_from_evidence() {
+    let p = Path::new("/");
+    const HW: &str = "2.16.840.1.101.3.2.1.3.7";
+    const CARD: &str = "1.3.6.1.4.1.55555.2";
+    const CLIENT: &str = "1.3.6.1.5.5.7.3.2";
+    let none = TokenSettings::default();
+    let mut rules = TokenSettings::default();
+    rules
+        .apply(
+            d("auth_cert_token_amr"),
+            &["hwk", &format!("policy={HW}"), "policy=1.2.3"],
+            p,
+        )
+        .unwrap();
+    rules
+        .apply(
+            d("auth_cert_token_amr"),
+            &["sc", &format!("policy={CARD}")],
+            p,
+        )
+        .unwrap();
+    let amr = |s: &TokenSettings, cert: &CertificateInfo| {
+        let subject = Subject {
+            identity: "jdoe",
+            cert,
+            auth_time: None,
+        };
+        claims(s, &subject, &[])["amr"].clone()
+    };
+    let x509 = json!(["x509"]);
+    let hwk = json!(["hwk", "x509"]);
+    let sc = json!(["sc", "hwk", "x509"]);
+    let plain = cert_with(&[CLIENT], &[]);
+    let cac = cert_with(&[CLIENT, policy::OID_SMARTCARD_LOGON], &[]);
+    let piv = cert_with(&[policy::OID_PIV_CARD_AUTH], &[]);
+    let hw = cert_with(&[CLIENT], &["2.5.29.32.0", HW]);
+    let card = cert_with(&[], &[CARD]);
+    let other = cert_with(&[], &["1.2.3.4"]);
+    for (cert, without, with) in [
+        (&plain, &x509, &x509),
+        (&cac, &sc, &sc),
+        (&piv, &sc, &sc),
+        (&hw, &x509, &hwk),
+        (&card, &x509, &sc),
+        (&other, &x509, &x509),
+    ] {
+        assert_eq!(&amr(&none, cert), without);
+        assert_eq!(&amr(&rules, cert), with);
+    }
+    assert!(has_card_eku(&cac) && has_card_eku(&piv) && !has_card_eku(&hw));
+
+    // Inherited as a whole: a level with its own lines inherits none of the enclosing ones.
+    let mut child = TokenSettings::default();
+    child.merge(&rules);
+    assert_eq!(amr(&child, &hw), hwk);
+    let mut own = TokenSettings::default();
+    own.apply(d("auth_cert_token_amr"), &["sc", "policy=1.2.3"], p)
+        .unwrap();
+    own.merge(&rules);
+    assert_eq!(amr(&own, &hw), x509);
+    assert_eq!(amr(&own, &cert_with(&[], &["1.2.3"])), sc);
+}
+
+#[test]
+fn amr_directive_errors() {
+    let p = Path::new("/");
+    let mut s = TokenSettings::default();
+    let mut err = |args: &[&str]| s.apply(d("auth_cert_token_amr"), args, p).unwrap_err();
+    assert_eq!(
+        err(&["pin", "policy=1.2.3"]),
+        "invalid method \"pin\" in \"auth_cert_token_amr\" directive, it must be \"hwk\" or \"sc\""
+    );
+    assert_eq!(
+        err(&["hwk", "1.2.3"]),
+        "invalid parameter \"1.2.3\" in \"auth_cert_token_amr\" directive, it must be \"policy=OID\""
+    );
+    assert_eq!(
+        err(&["hwk", "policy=anyPolicy"]),
+        "invalid certificate policy OID \"anyPolicy\" in \"auth_cert_token_amr\" directive"
+    );
+    assert_eq!(
+        err(&["hwk", "policy="]),
+        "invalid certificate policy OID \"\" in \"auth_cert_token_amr\" directive"
+    );
+    for args in [&["hwk"][..], &[]] {
+        assert_eq!(
+            err(args),
+            "invalid number of arguments in \"auth_cert_token_amr\" directive"
+        );
+    }
+    s.apply(d("auth_cert_token_amr"), &["hwk", "policy=1.2.3"], p)
+        .unwrap();
+    assert_eq!(
+        s.apply(d("auth_cert_token_amr"), &["hwk", "policy=1.2.4"], p)
+            .unwrap_err(),
+        "duplicate method \"hwk\" in \"auth_cert_token_amr\" directive"
+    );
+    s.apply(d("auth_cert_token_amr"), &["sc", "policy=1.2.4"], p)
+        .unwrap();
+    let rules = s.amr.as_deref().unwrap();
+    assert_eq!(
+        rules,
+        [
+            AmrRule {
+                method: Method::Hwk,
+                policies: vec!["1.2.3".into()]
+            },
+            AmrRule {
+                method: Method::Sc,
+                policies: vec!["1.2.4".into()]
+            }
+        ]
+    );
 }
 
 #[test]
