@@ -11,7 +11,7 @@
 //!   carry the authentication time in TLS sessions;
 //! - [`forwarded`]: certificates forwarded by trusted peers, verified with OpenSSL;
 //! - [`variables`]: `$auth_cert_*`; [`token`]: `$auth_cert_token`, the login and JWKS
-//!   handlers;
+//!   handlers; [`signer`]: the token keys, loaded and signing with OpenSSL;
 //! - [`http`] and [`ex_data`]: the small helper layers over the `ngx` crate and OpenSSL.
 
 use core::ffi::{c_char, c_void};
@@ -35,6 +35,7 @@ mod forwarded;
 mod http;
 mod reauth;
 mod session;
+mod signer;
 mod tls;
 mod token;
 mod variables;

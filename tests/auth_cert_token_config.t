@@ -40,10 +40,15 @@ my %keys = (
 	rsa1024 => 'genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:1024',
 );
 $pki->run_openssl("$keys{$_} -out $d/$_.key") for keys %keys;
+# SEC 1 (EC PRIVATE KEY) and PKCS #1 (RSA PRIVATE KEY) files.
+$pki->run_openssl("ecparam -genkey -name prime256v1 -noout -out $d/sec1.key");
+$pki->run_openssl("ecparam -genkey -name secp384r1 -noout -out $d/sec1p384.key");
+$pki->run_openssl("genrsa -traditional -out $d/pkcs1.key 2048");
+$pki->run_openssl("genrsa -traditional -out $d/pkcs1weak.key 1024");
 $pki->run_openssl("rand -out $d/secret 32");
 $pki->run_openssl("rand -out $d/short 16");
 
-$t->try_run('no auth_cert tokens')->plan(25);
+$t->try_run('no auth_cert tokens')->plan(28);
 
 ###############################################################################
 
@@ -183,6 +188,18 @@ like(config_errors($t, 'amr-twice',
 		conf("auth_cert_token_amr hwk policy=1.2.3;\nauth_cert_token_amr hwk policy=1.2.4;", '')),
 	qr/duplicate method "hwk" in "auth_cert_token_amr" directive/,
 	'auth_cert_token_amr: a method twice');
+
+is(config_errors($t, 'formats',
+		conf("auth_cert_token_key sec1.key kid=a;\nauth_cert_token_key pkcs1.key kid=b;", '')),
+	'', 'SEC 1 and PKCS #1 key files');
+
+like(config_errors($t, 'sec1p384', conf('auth_cert_token_key sec1p384.key;', '')),
+	qr/invalid key "\Q$d\E\/sec1p384\.key": not a valid P-256 EC private key in "auth_cert_token_key"/,
+	'SEC 1 key of another curve');
+
+like(config_errors($t, 'pkcs1weak', conf('auth_cert_token_key pkcs1weak.key;', '')),
+	qr/RSA key of 1024 bits is too weak, at least 2048 bits are needed in "auth_cert_token_key"/,
+	'short PKCS #1 RSA key');
 
 # A bad key file is named, never shown.
 my ($key_line) = $t->read_file('p384.key') =~ /^([A-Za-z0-9+\/]{40,})$/m;

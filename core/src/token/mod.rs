@@ -11,13 +11,18 @@ mod claims;
 mod jwks;
 mod jws;
 mod key;
+#[cfg(test)]
+mod rustcrypto;
 mod settings;
 
 pub use amr::{has_card_eku, AmrRule, Method};
 pub use cache::{CacheKey, TokenCache, CACHE_BYTES, CACHE_ENTRIES};
 pub use claims::{claims, Subject};
 pub use jws::{issue, Issued};
-pub use key::{Algorithm, TokenKey, MIN_HMAC_BYTES, MIN_RSA_BITS};
+pub use key::{
+    Algorithm, KeyFormat, KeyMaterial, LoadSigner, PublicKey, Signer, TokenKey, MIN_HMAC_BYTES,
+    MIN_RSA_BITS,
+};
 pub use settings::{ClaimTemplate, Login, TokenSettings, DEFAULT_TTL};
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::amr::AmrRule;
-use super::key::{load_key, TokenKey};
+use super::key::{load_key, LoadSigner, TokenKey};
 use crate::directive::Directive;
 use crate::time;
 
@@ -82,9 +82,19 @@ pub struct TokenSettings {
     pub claims: Option<Vec<ClaimTemplate>>,
     /// `auth_cert_token_amr`: the policies that show a hardware key or a card.
     pub amr: Option<Vec<AmrRule>>,
+    /// Makes the signers of `auth_cert_token_key`: the module's, OpenSSL.
+    pub signer: Option<LoadSigner>,
     /// Content handlers: never inherited, as nginx's own content handlers.
     pub login: Option<Login>,
     pub jwks: bool,
+}
+
+/// Where nothing sets [`TokenSettings::signer`]: none, or in the unit tests the RustCrypto one.
+fn default_signer() -> Option<LoadSigner> {
+    #[cfg(test)]
+    return Some(super::rustcrypto::load);
+    #[cfg(not(test))]
+    None
 }
 
 impl Default for TokenSettings {
@@ -97,6 +107,7 @@ impl Default for TokenSettings {
             audience: None,
             claims: None,
             amr: None,
+            signer: default_signer(),
             login: None,
             jwks: false,
         }
@@ -112,6 +123,7 @@ impl Clone for TokenSettings {
             audience: self.audience.clone(),
             claims: self.claims.clone(),
             amr: self.amr.clone(),
+            signer: self.signer,
             login: self.login.clone(),
             jwks: self.jwks,
             ..TokenSettings::default()
@@ -148,7 +160,10 @@ impl TokenSettings {
         let both = || "\"auth_cert_login\" and \"auth_cert_jwks\" exclude each other".to_owned();
         match (directive, args) {
             (Directive::TokenKey, [file, options @ ..]) => {
-                let key = load_key(file, options, prefix)
+                let load = self
+                    .signer
+                    .ok_or_else(|| format!("no token signer in \"{name}\" directive"))?;
+                let key = load_key(file, options, prefix, load)
                     .map_err(|e| format!("{e} in \"{name}\" directive"))?;
                 if self.keys.iter().any(|k| k.kid == key.kid) {
                     return Err(format!(

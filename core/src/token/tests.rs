@@ -78,6 +78,14 @@ fn verify(token: &str, key: &DecodingKey, alg: Alg) -> Map<String, Value> {
         .claims
 }
 
+fn from_pem(pem: &[u8], kid: Option<&str>) -> Result<TokenKey, String> {
+    TokenKey::from_pem(pem, kid, rustcrypto::load)
+}
+
+fn from_secret(secret: &[u8], kid: Option<&str>) -> Result<TokenKey, String> {
+    TokenKey::from_secret(secret, kid, rustcrypto::load)
+}
+
 fn settings_with(key: TokenKey) -> TokenSettings {
     TokenSettings {
         keys: vec![Arc::new(key)],
@@ -86,7 +94,7 @@ fn settings_with(key: TokenKey) -> TokenSettings {
 }
 
 fn sign_and_verify(pem: &[u8], alg: Alg, kty: &str) {
-    let key = TokenKey::from_pem(pem, None).unwrap();
+    let key = from_pem(pem, None).unwrap();
     assert_eq!(key.algorithm.name(), format!("{alg:?}"));
     let settings = settings_with(key);
     let jwk = jwk_value(&settings, 0);
@@ -149,7 +157,7 @@ fn rs256_from_pkcs8_and_pkcs1() {
 #[test]
 fn hs256_secret_is_never_published() {
     let secret = [7u8; 32];
-    let settings = settings_with(TokenKey::from_secret(&secret, Some("s1")).unwrap());
+    let settings = settings_with(from_secret(&secret, Some("s1")).unwrap());
     assert_eq!(settings.jwks_document(), r#"{"keys":[]}"#);
     assert!(settings.check().is_ok());
     let key = settings.signing_key().unwrap();
@@ -182,36 +190,36 @@ fn hs256_secret_is_never_published() {
 fn weak_and_unsupported_keys_are_refused() {
     let short = genpkey(&["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:1024"]);
     assert_eq!(
-        TokenKey::from_pem(&short, None).unwrap_err(),
+        from_pem(&short, None).unwrap_err(),
         "RSA key of 1024 bits is too weak, at least 2048 bits are needed"
     );
     let p384 = genpkey(&["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384"]);
     assert_eq!(
-        TokenKey::from_pem(&p384, None).unwrap_err(),
+        from_pem(&p384, None).unwrap_err(),
         "unsupported key algorithm: EC curve P-384, expected P-256"
     );
     let ed448 = genpkey(&["-algorithm", "ED448"]);
     assert_eq!(
-        TokenKey::from_pem(&ed448, None).unwrap_err(),
+        from_pem(&ed448, None).unwrap_err(),
         "unsupported key algorithm: Ed448, expected P-256, Ed25519 or RSA"
     );
     assert_eq!(
-        TokenKey::from_secret(b"short", None).unwrap_err(),
+        from_secret(b"short", None).unwrap_err(),
         "HMAC secret of 5 bytes is too short, at least 32 bytes are needed"
     );
-    let err = TokenKey::from_pem(b"hello", None).unwrap_err();
+    let err = from_pem(b"hello", None).unwrap_err();
     assert!(err.starts_with("expected exactly one"), "{err}");
     let cert_only = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
-    let err = TokenKey::from_pem(cert_only, None).unwrap_err();
+    let err = from_pem(cert_only, None).unwrap_err();
     assert!(err.starts_with("expected exactly one"), "{err}");
     let encrypted =
         b"-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n";
     assert_eq!(
-        TokenKey::from_pem(encrypted, None).unwrap_err(),
+        from_pem(encrypted, None).unwrap_err(),
         "encrypted private keys are not supported"
     );
     let garbage = b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
-    let err = TokenKey::from_pem(garbage, None).unwrap_err();
+    let err = from_pem(garbage, None).unwrap_err();
     assert!(err.starts_with("not a valid PKCS #8 key"), "{err}");
 }
 
@@ -357,7 +365,7 @@ fn login_modes() {
 
 #[test]
 fn every_claim() {
-    let mut settings = settings_with(TokenKey::from_pem(&ec(), Some("k1")).unwrap());
+    let mut settings = settings_with(from_pem(&ec(), Some("k1")).unwrap());
     settings.issuer = Some("https://login.example".into());
     settings.audience = Some(vec!["api".into()]);
     let cert = cert();
@@ -531,7 +539,7 @@ fn amr_directive_errors() {
 
 #[test]
 fn lifetime_is_bounded_by_the_limit() {
-    let settings = settings_with(TokenKey::from_secret(&[3u8; 32], None).unwrap());
+    let settings = settings_with(from_secret(&[3u8; 32], None).unwrap());
     let key = settings.signing_key().unwrap();
     let base = Map::new();
     let issued = issue(key, &base, 1000, 300, 1100).unwrap();
@@ -551,7 +559,7 @@ struct CacheRig {
 impl CacheRig {
     fn new() -> Self {
         CacheRig {
-            settings: settings_with(TokenKey::from_secret(&[3u8; 32], None).unwrap()),
+            settings: settings_with(from_secret(&[3u8; 32], None).unwrap()),
             signed: core::cell::Cell::new(0),
         }
     }
@@ -660,8 +668,8 @@ fn cache_is_bounded_in_bytes() {
 
 #[test]
 fn cache_key_covers_authentication_claims_and_limits() {
-    let settings = settings_with(TokenKey::from_secret(&[3u8; 32], None).unwrap());
-    let other_settings = settings_with(TokenKey::from_secret(&[4u8; 32], None).unwrap());
+    let settings = settings_with(from_secret(&[3u8; 32], None).unwrap());
+    let other_settings = settings_with(from_secret(&[4u8; 32], None).unwrap());
     let base = || {
         CacheKey::new(
             &settings,
@@ -712,4 +720,73 @@ fn settings_serials_are_never_shared() {
     let a = rig.get(&mut cache, 1000, key(&second));
     assert_ne!(rig.get(&mut cache, 1000, key(&clone)), a);
     assert_eq!(rig.get(&mut cache, 1000, key(&second)), a);
+}
+
+/// A signer that lies about its key, as a broken [`LoadSigner`] could.
+struct Liar(Algorithm, PublicKey);
+
+impl Signer for Liar {
+    fn algorithm(&self) -> Algorithm {
+        self.0
+    }
+
+    fn public_key(&self) -> PublicKey {
+        self.1.clone()
+    }
+
+    fn sign(&self, _: &[u8]) -> Result<Vec<u8>, String> {
+        Ok(vec![])
+    }
+}
+
+#[test]
+fn the_core_checks_what_the_signer_made() {
+    fn wrong_algorithm(_: KeyMaterial<'_>) -> Result<Box<dyn Signer>, String> {
+        Ok(Box::new(Liar(Algorithm::Rs256, PublicKey::None)))
+    }
+    fn short_coordinates(_: KeyMaterial<'_>) -> Result<Box<dyn Signer>, String> {
+        let x = vec![1; 31];
+        Ok(Box::new(Liar(
+            Algorithm::Es256,
+            PublicKey::Ec { x: x.clone(), y: x },
+        )))
+    }
+    fn weak_rsa(material: KeyMaterial<'_>) -> Result<Box<dyn Signer>, String> {
+        let KeyMaterial::Private { format, .. } = material else {
+            return Err("a secret".into());
+        };
+        assert_eq!(format, KeyFormat::Pkcs8);
+        // 2047 bits: a leading byte of 0x7f, then 255 bytes.
+        let mut n = vec![0, 0x7f];
+        n.extend([0xff; 255]);
+        let e = vec![1, 0, 1];
+        Ok(Box::new(Liar(Algorithm::Rs256, PublicKey::Rsa { n, e })))
+    }
+    let ec = ec();
+    assert_eq!(
+        TokenKey::from_pem(&ec, None, wrong_algorithm).unwrap_err(),
+        "the signer made a RS256 key of a ES256 key"
+    );
+    assert!(TokenKey::from_pem(&ec, None, short_coordinates)
+        .unwrap_err()
+        .starts_with("invalid public key"));
+    let rsa = genpkey(&["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"]);
+    assert_eq!(
+        TokenKey::from_pem(&rsa, None, weak_rsa).unwrap_err(),
+        "RSA key of 2047 bits is too weak, at least 2048 bits are needed"
+    );
+    assert_eq!(
+        TokenKey::from_secret(&[1; 32], None, wrong_algorithm).unwrap_err(),
+        "the signer made no HMAC key of a secret"
+    );
+    // Without a signer, no key loads.
+    let mut s = TokenSettings {
+        signer: None,
+        ..TokenSettings::default()
+    };
+    assert_eq!(
+        s.apply(d("auth_cert_token_key"), &["any.key"], Path::new("/"))
+            .unwrap_err(),
+        "no token signer in \"auth_cert_token_key\" directive"
+    );
 }
