@@ -55,6 +55,7 @@ pub unsafe extern "C" fn create_loc_conf(cf: *mut ngx_conf_t) -> *mut c_void {
     conf.settings.conf_prefix = String::from_utf8_lossy(prefix.as_bytes())
         .into_owned()
         .into();
+    conf.settings.token.signer = Some(crate::signer::load);
     pool.allocate(conf).cast()
 }
 

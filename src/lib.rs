@@ -11,7 +11,7 @@
 //!   carry the authentication time in TLS sessions;
 //! - [`forwarded`]: certificates forwarded by trusted peers, verified with OpenSSL;
 //! - [`variables`]: `$auth_cert_*`; [`token`]: `$auth_cert_token`, the login and JWKS
-//!   handlers;
+//!   handlers; [`signer`]: the token keys, loaded and signing with OpenSSL;
 //! - [`http`] and [`ex_data`]: the small helper layers over the `ngx` crate and OpenSSL.
 
 use core::ffi::{c_char, c_void};
@@ -35,6 +35,7 @@ mod forwarded;
 mod http;
 mod reauth;
 mod session;
+mod signer;
 mod tls;
 mod token;
 mod variables;
@@ -69,7 +70,7 @@ impl HttpModule for Module {
         let phase = &mut cmcf.phases[ngx_http_phases_NGX_HTTP_ACCESS_PHASE as usize];
         // SAFETY: the phase's handlers array holds ngx_http_handler_pt elements.
         let slot = unsafe { ngx_array_push(&raw mut phase.handlers) }.cast::<ngx_http_handler_pt>();
-        if slot.is_null() || !tls::PEERS.init() || !token::init() {
+        if slot.is_null() || !tls::PEERS.init() {
             return Status::NGX_ERROR.0;
         }
         // SAFETY: postconfiguration: every server is merged, none is serving; `cf.pool` is

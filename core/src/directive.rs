@@ -23,6 +23,7 @@ pub enum Directive {
     TokenIssuer,
     TokenAudience,
     TokenClaim,
+    TokenAmr,
     Login,
     Jwks,
 }
@@ -50,7 +51,7 @@ pub enum Context {
 
 impl Directive {
     /// Every directive, in the order of nginx's command table.
-    pub const ALL: [Directive; 18] = [
+    pub const ALL: [Directive; 19] = [
         Self::AuthCert,
         Self::Identity,
         Self::IdentityRegex,
@@ -67,6 +68,7 @@ impl Directive {
         Self::TokenIssuer,
         Self::TokenAudience,
         Self::TokenClaim,
+        Self::TokenAmr,
         Self::Login,
         Self::Jwks,
     ];
@@ -90,6 +92,7 @@ impl Directive {
             Self::TokenIssuer => c"auth_cert_token_issuer",
             Self::TokenAudience => c"auth_cert_token_audience",
             Self::TokenClaim => c"auth_cert_token_claim",
+            Self::TokenAmr => c"auth_cert_token_amr",
             Self::Login => c"auth_cert_login",
             Self::Jwks => c"auth_cert_jwks",
         }
@@ -116,7 +119,7 @@ impl Directive {
             Self::Identity | Self::Eku | Self::KeyUsage | Self::Policy | Self::TokenAudience => {
                 Arguments::OneOrMore
             }
-            Self::Header | Self::IdentityArg => Arguments::TwoOrMore,
+            Self::Header | Self::IdentityArg | Self::TokenAmr => Arguments::TwoOrMore,
             Self::TokenKey => Arguments::OneOrTwo,
             Self::TokenClaim => Arguments::Two,
             Self::Login => Arguments::NoneOrOne,
@@ -140,6 +143,7 @@ impl Directive {
                 | Self::TokenIssuer
                 | Self::TokenAudience
                 | Self::TokenClaim
+                | Self::TokenAmr
                 | Self::Login
                 | Self::Jwks
         )
