@@ -84,7 +84,7 @@ mod tests {
         assert_eq!(decode(b"aGVsbG8="), Err(HeaderError::Der));
         assert_eq!(decode(b"MAQCAQE="), Err(HeaderError::Der));
         assert_eq!(decode(b"MIQ="), Err(HeaderError::Der));
-        let many = vec!["MAMCAQE="; MAX_CHAIN + 1].join(",");
+        let many = ["MAMCAQE="; MAX_CHAIN + 1].join(",");
         assert_eq!(decode(many.as_bytes()), Err(HeaderError::TooMany));
         let many = STANDARD.encode(ONE.repeat(MAX_CHAIN + 1));
         assert_eq!(decode(many.as_bytes()), Err(HeaderError::TooMany));

@@ -174,7 +174,7 @@ mod tests {
             decode_list(b",:MAMCAQE=:"),
             Err(HeaderError::Syntax("not a byte sequence (\":base64:\")"))
         );
-        let many = vec![":MAMCAQE=:"; MAX_CHAIN + 1].join(", ");
+        let many = [":MAMCAQE=:"; MAX_CHAIN + 1].join(", ");
         assert_eq!(decode_list(many.as_bytes()), Err(HeaderError::TooMany));
     }
 }
