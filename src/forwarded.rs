@@ -245,11 +245,10 @@ fn peer_address(r: &Request) -> Option<IpAddr> {
 type Refusal = (Reason, String, Option<Rc<CertificateInfo>>);
 
 /// Decodes (in the declared format, with the chain header's lines), parses and verifies a
-/// forwarded chain; the client certificate's facts when it
-/// verifies. A client certificate that verifies but for its validity period is `expired`,
-/// with its facts. A chain that verified lately against the same store is not verified again
-/// while its validity window lasts (decoding and verifying cost about a hundred times what
-/// the rest of a request does).
+/// forwarded chain; the client certificate's facts when it verifies. A client certificate
+/// that verifies but for its validity period is `expired`, with its facts. A chain that
+/// verified lately against the same store is not verified again while its validity window
+/// lasts (decoding and verifying cost about a hundred times what the rest of a request does).
 fn verify_header(
     store: &TrustStore,
     source: &HeaderSource,
