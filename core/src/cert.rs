@@ -373,7 +373,7 @@ pub struct ParsedCertificates {
 }
 
 /// How many recently met certificates [`ParsedCertificates`] keeps: a bound on the memory it
-/// holds beyond the live connections (a few hundred bytes each).
+/// holds beyond the live connections (a few hundred bytes each, and their DER).
 pub const RECENT_CERTIFICATES: usize = 256;
 
 impl ParsedCertificates {
