@@ -197,7 +197,7 @@ $pki->cert('mallory', issuer => 'rogueca', subject => '/O=Example/UID=alice/CN=A
 $pki->bundle('alice-chain.pem', 'alice.crt', 'issuing.crt');
 $pki->bundle('mallory-chain.pem', 'mallory.crt', 'rogueca.crt');
 
-$t->try_run('no auth_cert')->plan(38);
+$t->try_run('no auth_cert')->plan(40);
 
 ###############################################################################
 
@@ -260,6 +260,8 @@ is(status($r), 403, 'two Client-Cert fields: 403');
 like(body($r), qr/^auth_cert: header: /, 'two Client-Cert fields: header');
 like(get('/rfc9440/', fwd("Client-Cert: $alice", "Client-Cert-Chain: :$issuing:")),
 	qr/^auth_cert: header: /m, 'Client-Cert without colons: header');
+like(get('/rfc9440/', fwd('Client-Cert: ', "Client-Cert-Chain: :$issuing:")),
+	qr/^auth_cert: header: /m, 'empty Client-Cert (a sender\'s size limit): header');
 like(get('/rfc9440/', fwd("Client-Cert: :$mallory:", "Client-Cert-Chain: :$rogueca:")),
 	qr/^auth_cert: header: /m, 'chain of another CA with the same names: header');
 like(get('/rfc9440/', fwd("Client-Cert: :$alice:", "Client-Cert-Chain: :$issuing:,")),
@@ -333,6 +335,7 @@ like($log, qr/access denied: .* \(2 "Client-Cert" headers\), reason: header/,
 like($log, qr/\(not a byte sequence \(":base64:"\)\), reason: header/,
 	'log: Client-Cert without colons');
 like($log, qr/\(trailing comma in the list\), reason: header/, 'log: trailing comma');
+like($log, qr/\(empty value\), reason: header/, 'log: empty Client-Cert');
 like($log, qr/\(no Cert in the last XFCC element\), reason: header/, 'log: XFCC without Cert');
 like($log, qr/\(invalid base64\), reason: header/, 'log: URL-escaped base64');
 

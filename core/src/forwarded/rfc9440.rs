@@ -30,8 +30,14 @@ pub fn encode(der: &[u8]) -> String {
 }
 
 /// The DER of a `Client-Cert` value.
+/// An empty value (Cloudflare sends one for a certificate above its size limit) is refused
+/// as such.
 pub fn decode_item(value: &[u8]) -> Result<Vec<u8>, HeaderError> {
-    let (der, rest) = byte_sequence(trim(value))?;
+    let value = trim(value);
+    if value.is_empty() {
+        return Err(HeaderError::Syntax("empty value"));
+    }
+    let (der, rest) = byte_sequence(value)?;
     if !rest.is_empty() {
         return Err(HeaderError::Syntax(
             "unexpected data after the byte sequence",
@@ -124,7 +130,8 @@ mod tests {
     fn bad_items() {
         let syntax = |what| Err(HeaderError::Syntax(what));
         let not_bytes = syntax("not a byte sequence (\":base64:\")");
-        assert_eq!(decode_item(b""), not_bytes);
+        assert_eq!(decode_item(b""), syntax("empty value"));
+        assert_eq!(decode_item(b" \t"), syntax("empty value"));
         assert_eq!(decode_item(b"MAMCAQU="), not_bytes);
         assert_eq!(decode_item(b":MAMCAQU="), not_bytes);
         assert_eq!(decode_item(b"::"), Err(HeaderError::Empty));
