@@ -34,6 +34,8 @@ pub struct RequestAuth {
     pub auth_time_text: OnceCell<Decimal>,
     pub age_text: OnceCell<Decimal>,
     pub not_after_text: OnceCell<Decimal>,
+    /// `$auth_cert_client_cert`, encoded on first use.
+    pub client_cert_text: OnceCell<String>,
 }
 
 /// This request's evaluation, computed on first use. `None` only when memory runs out.
@@ -54,6 +56,7 @@ pub fn evaluate<'a>(r: &mut Request) -> Option<&'a RequestAuth> {
         auth_time_text: OnceCell::new(),
         age_text: OnceCell::new(),
         not_after_text: OnceCell::new(),
+        client_cert_text: OnceCell::new(),
     };
     let ctx = r.pool().allocate(auth);
     if ctx.is_null() {
@@ -151,9 +154,10 @@ fn handle(r: &mut Request) -> Status {
         return Status::NGX_DECLINED;
     };
     if conf.settings.mode() == auth_cert_core::settings::Mode::Off {
-        // A forwarded certificate header never reaches an upstream, even unevaluated.
+        // A forwarded certificate header (and its chain header) never reaches an upstream,
+        // even unevaluated.
         if let Some(header) = &conf.settings.header {
-            if forwarded::take_header(r, &header.name).is_err() {
+            if forwarded::take_headers(r, header).is_err() {
                 return HTTPStatus::INTERNAL_SERVER_ERROR.into();
             }
         }
