@@ -31,7 +31,7 @@ my $pki = PKI->new($d);
 $pki->ca('ca');
 $t->write_file('notcert.crt', "not a certificate\n");
 
-$t->try_run('no auth_cert')->plan(15);
+$t->try_run('no auth_cert')->plan(19);
 
 ###############################################################################
 
