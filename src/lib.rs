@@ -138,6 +138,10 @@ const fn command(directive: Directive) -> ngx_command_t {
             Some(conf::set_directive),
         ),
         Context::Location => (NGX_HTTP_LOC_CONF, Some(set_content_handler)),
+        Context::Server => (
+            NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF,
+            Some(conf::set_directive),
+        ),
     };
     ngx_command_t {
         name: ngx_str_t {

@@ -25,6 +25,7 @@ pub enum Directive {
     TokenClaim,
     Login,
     Jwks,
+    Handshake,
 }
 
 /// How many arguments a directive takes, as nginx checks them before the handler runs.
@@ -46,11 +47,13 @@ pub enum Context {
     Any,
     /// `location` only: the content handlers.
     Location,
+    /// `http` and `server`: what applies to a server's TLS handshakes.
+    Server,
 }
 
 impl Directive {
     /// Every directive, in the order of nginx's command table.
-    pub const ALL: [Directive; 18] = [
+    pub const ALL: [Directive; 19] = [
         Self::AuthCert,
         Self::Identity,
         Self::IdentityRegex,
@@ -69,6 +72,7 @@ impl Directive {
         Self::TokenClaim,
         Self::Login,
         Self::Jwks,
+        Self::Handshake,
     ];
 
     /// The name, NUL-terminated: nginx compares command names with C strings.
@@ -92,6 +96,7 @@ impl Directive {
             Self::TokenClaim => c"auth_cert_token_claim",
             Self::Login => c"auth_cert_login",
             Self::Jwks => c"auth_cert_jwks",
+            Self::Handshake => c"auth_cert_handshake",
         }
     }
 
@@ -112,7 +117,8 @@ impl Directive {
             | Self::MaxAge
             | Self::Stale
             | Self::TokenTtl
-            | Self::TokenIssuer => Arguments::One,
+            | Self::TokenIssuer
+            | Self::Handshake => Arguments::One,
             Self::Identity | Self::Eku | Self::KeyUsage | Self::Policy | Self::TokenAudience => {
                 Arguments::OneOrMore
             }
@@ -127,6 +133,7 @@ impl Directive {
     pub const fn context(self) -> Context {
         match self {
             Self::Login | Self::Jwks => Context::Location,
+            Self::Handshake => Context::Server,
             _ => Context::Any,
         }
     }
