@@ -40,21 +40,24 @@ use ngx::ffi::{
     ngx_http_conf_addr_t, ngx_http_conf_port_t, ngx_http_core_main_conf_t,
     ngx_http_core_srv_conf_t, ngx_http_ssl_module, ngx_http_ssl_srv_conf_t, ngx_pool_t, ngx_time,
     SSL_CTX_ctrl, SSL_CTX_get_timeout, SSL_CTX_get_verify_callback, SSL_CTX_get_verify_mode,
-    SSL_CTX_sess_get_get_cb, SSL_CTX_sess_set_get_cb, SSL_CTX_set_session_ticket_cb,
-    SSL_CTX_set_timeout, SSL_CTX_set_verify, SSL_SESSION_free, SSL_SESSION_get0_ticket_appdata,
-    SSL_SESSION_get_time, SSL_SESSION_get_timeout, SSL_SESSION_set1_ticket_appdata,
-    SSL_SESSION_set_timeout, SSL_get_SSL_CTX, SSL_get_ex_data_X509_STORE_CTX_idx, SSL_get_session,
-    SSL_verify_cb, X509_STORE_CTX_get_error_depth, X509_STORE_CTX_get_ex_data, SSL,
-    SSL_CTRL_GET_SESS_CACHE_MODE, SSL_CTRL_SET_SESS_CACHE_MODE, SSL_CTX, SSL_SESSION,
-    SSL_SESS_CACHE_NO_INTERNAL_LOOKUP, SSL_TICKET_RETURN, SSL_TICKET_RETURN_IGNORE_RENEW,
-    SSL_TICKET_RETURN_USE, SSL_TICKET_RETURN_USE_RENEW, SSL_TICKET_STATUS, SSL_TICKET_SUCCESS,
-    SSL_TICKET_SUCCESS_RENEW, SSL_VERIFY_FAIL_IF_NO_PEER_CERT, SSL_VERIFY_NONE, X509_STORE_CTX,
+    SSL_CTX_sess_get_get_cb, SSL_CTX_sess_set_get_cb, SSL_CTX_set_msg_callback,
+    SSL_CTX_set_session_ticket_cb, SSL_CTX_set_timeout, SSL_CTX_set_verify, SSL_SESSION_free,
+    SSL_SESSION_get0_ticket_appdata, SSL_SESSION_get_time, SSL_SESSION_get_timeout,
+    SSL_SESSION_set1_ticket_appdata, SSL_SESSION_set_timeout, SSL_get_SSL_CTX,
+    SSL_get_ex_data_X509_STORE_CTX_idx, SSL_get_session, SSL_verify_cb, SSL_version,
+    X509_STORE_CTX_get_error_depth, X509_STORE_CTX_get_ex_data, SSL, SSL3_MT_CERTIFICATE,
+    SSL3_RT_HANDSHAKE, SSL_CTRL_GET_SESS_CACHE_MODE, SSL_CTRL_SET_SESS_CACHE_MODE, SSL_CTX,
+    SSL_SESSION, SSL_SESS_CACHE_NO_INTERNAL_LOOKUP, SSL_TICKET_RETURN,
+    SSL_TICKET_RETURN_IGNORE_RENEW, SSL_TICKET_RETURN_USE, SSL_TICKET_RETURN_USE_RENEW,
+    SSL_TICKET_STATUS, SSL_TICKET_SUCCESS, SSL_TICKET_SUCCESS_RENEW,
+    SSL_VERIFY_FAIL_IF_NO_PEER_CERT, SSL_VERIFY_NONE, TLS1_3_VERSION, X509_STORE_CTX,
 };
 use ngx::http::HttpModule;
 
 use auth_cert_core::age;
 use auth_cert_core::settings::Handshake;
 
+use crate::alert;
 use crate::conf::LocConf;
 use crate::ex_data::{self, Slot};
 use crate::Module;
@@ -182,10 +185,34 @@ pub unsafe fn install(cmcf: &ngx_http_core_main_conf_t, pool: *mut ngx_pool_t) -
         // SAFETY: each port's addrs is an array of ngx_http_conf_addr_t.
         for addr in unsafe { port.addrs.as_slice::<ngx_http_conf_addr_t>() } {
             // SAFETY: addresses reference servers of this configuration.
-            unsafe { limit_address(addr, pool) };
+            unsafe {
+                limit_address(addr, pool);
+                watch_address(addr);
+            }
         }
     }
     true
+}
+
+/// Where a server of `addr` has `auth_cert_handshake require`, the connections of the
+/// address (made from its default server's context, whichever server SNI selects) get the
+/// [`message`] callback.
+///
+/// # Safety
+/// `addr` must be an address of the configuration being finished, its hooks installed.
+unsafe fn watch_address(addr: &ngx_http_conf_addr_t) {
+    // SAFETY: caller.
+    let default_ctx = unsafe { server_ctx(addr.default_server) };
+    // SAFETY: addr.servers is an array of server configuration pointers.
+    let servers = unsafe { addr.servers.as_slice::<*mut ngx_http_core_srv_conf_t>() };
+    let require = servers.iter().chain([&addr.default_server]).any(|&cscf| {
+        // SAFETY: servers of this configuration.
+        unsafe { hooks(server_ctx(cscf)) }.is_some_and(|h| h.require)
+    });
+    if require && !default_ctx.is_null() {
+        // SAFETY: a live context, configuration time.
+        unsafe { SSL_CTX_set_msg_callback(default_ctx, Some(message)) };
+    }
 }
 
 /// Gives the default server's context of `addr` the smallest limit among its servers.
@@ -323,6 +350,7 @@ unsafe extern "C" fn verify(ok: c_int, store: *mut X509_STORE_CTX) -> c_int {
             None => ok,
         };
         if ok != 1 && hooks.is_some_and(|h| h.require) {
+            alert::hold(ssl);
             return ok;
         }
         if ok == 1 && X509_STORE_CTX_get_error_depth(store) == 0 {
@@ -333,6 +361,42 @@ unsafe extern "C" fn verify(ok: c_int, store: *mut X509_STORE_CTX) -> c_int {
             }
         }
         result
+    }
+}
+
+/// Watches the handshake messages of connections that may meet a server with
+/// `auth_cert_handshake require`: an empty client Certificate there fails the handshake
+/// (`SSL_VERIFY_FAIL_IF_NO_PEER_CERT`), and its alert is held (see [`alert`]).
+unsafe extern "C" fn message(
+    write_p: c_int,
+    _version: c_int,
+    content_type: c_int,
+    buf: *const c_void,
+    len: usize,
+    ssl: *mut SSL,
+    _arg: *mut c_void,
+) {
+    // Certificate (11) messages received: type, length (3), [TLS 1.3: context length (1),
+    // context], list length (3).
+    if write_p != 0 || content_type != SSL3_RT_HANDSHAKE as c_int || buf.is_null() || len < 7 {
+        return;
+    }
+    // SAFETY: OpenSSL passes the whole message, `len` bytes; `ssl` is the connection in its
+    // handshake, made by nginx.
+    unsafe {
+        let msg = core::slice::from_raw_parts(buf.cast::<u8>(), len);
+        if msg[0] != SSL3_MT_CERTIFICATE as u8 {
+            return;
+        }
+        let list = if SSL_version(ssl) >= TLS1_3_VERSION as c_int {
+            msg.get(5 + usize::from(msg[4])..)
+        } else {
+            msg.get(4..)
+        };
+        let empty = list.is_some_and(|l| l.len() >= 3 && l[..3] == [0, 0, 0]);
+        if empty && hooks(SSL_get_SSL_CTX(ssl)).is_some_and(|h| h.require) {
+            alert::hold(ssl);
+        }
     }
 }
 

@@ -4,7 +4,9 @@
 # that does not verify, fails the TLS handshake with an alert (certificate_required in TLS 1.3,
 # handshake_failure in TLS 1.2, the verify error's alert such as unknown_ca), so that browsers
 # forget a cached "no certificate" choice; with "http" (the default) the handshake completes
-# and the module answers at the HTTP level. The mode of the server chosen by SNI applies.
+# and the module answers at the HTTP level. The mode of the server chosen by SNI applies. The
+# alert waits for the client's first request (a browser takes an alert that comes earlier for
+# a network error), also under load and across a reload.
 
 ###############################################################################
 
@@ -18,7 +20,8 @@ BEGIN { use FindBin; chdir($FindBin::Bin); }
 use lib "$FindBin::Bin/support";
 use Test::Nginx;
 use PKI;
-use Test::Nginx::AuthCert qw/ cert_dir get status body config_errors /;
+use Test::Nginx::AuthCert qw/ cert_dir get status body config_errors connect_tls /;
+use IO::Select;
 
 ###############################################################################
 
@@ -129,7 +132,7 @@ $pki->cert('server', issuer => 'ca', subject => '/CN=localhost');
 $pki->cert('client', issuer => 'ca', subject => '/UID=jdoe/CN=John Doe');
 $pki->cert('stranger', issuer => 'other', subject => '/UID=eve/CN=Eve');
 
-$t->try_run("no auth_cert_handshake")->plan(22);
+$t->try_run("no auth_cert_handshake")->plan(29);
 
 ###############################################################################
 
@@ -148,6 +151,7 @@ sub s_client {
 	open my $fh, '>', $in or die "$in: $!";
 	print $fh "GET / HTTP/1.0\r\nHost: $host\r\n\r\n";
 	close $fh;
+	return `(sleep $opts{delay}; cat $in) | openssl s_client @args 2>&1` if $opts{delay};
 	return `openssl s_client @args < $in 2>&1`;
 }
 
@@ -203,6 +207,42 @@ $r = s_client(8444, 'tls1_2', sni => 'require.example', cert => 'stranger');
 like($r, $alert{unknown_ca}, 'SNI to a server with require: unknown_ca');
 $r = s_client(8444, 'tls1_3', sni => 'require.example', cert => 'client');
 like($r, qr/^HTTP\/1\.. 200 .*^require: jdoe$/ms, 'SNI to a server with require: 200');
+
+# The alert waits for the client's request (TLS 1.3: the client's side of the handshake is
+# complete before the server checks the certificate). A browser that gets the alert before it
+# sends its request does not recognise it as a refused certificate.
+
+my $s = connect_tls(8443, version => 'TLSv1_3', SSL_hostname => 'localhost');
+ok($s, 'TLS 1.3, no certificate: the client side of the handshake completes');
+SKIP: {
+	skip 'no connection', 2 unless $s;
+	ok(!IO::Select->new($s)->can_read(0.05), 'no alert before the request');
+	$s->syswrite("GET / HTTP/1.0\r\nHost: localhost\r\n\r\n");
+	my $n = $s->sysread(my $buf, 1024);
+	ok(!$n, 'no answer to the request');
+}
+$r = s_client(8443, 'tls1_3', delay => 0.1);
+like($r, $alert{certificate_required}, 'a request 100 ms after the handshake: then the alert');
+
+# Many refused handshakes at once, half of their clients gone at once, and a reload while the
+# alerts wait: the old worker exits, no socket is left open (the final "no alerts" check), and
+# nginx serves.
+
+my @held = grep { defined } map {
+	connect_tls(8443, version => 'TLSv1_3', SSL_hostname => 'localhost') } 1 .. 20;
+is(scalar @held, 20, '20 refused handshakes at once');
+close $_ for @held[0 .. 9];
+my $exited = () = $t->read_file('error.log') =~ /exited with code/g;
+$t->reload();
+my $gone;
+for (1 .. 50) {
+	$gone = (() = $t->read_file('error.log') =~ /exited with code/g) > $exited;
+	last if $gone;
+	select undef, undef, undef, 0.1;
+}
+ok($gone, 'reload: the old worker exits');
+close $_ for @held[10 .. 19];
+is(status(get('/', cert => 'client', SSL_hostname => 'localhost')), 200, 'then served');
 
 # What nginx logs for a failed handshake: one line each, OpenSSL's reason.
 

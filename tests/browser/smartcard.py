@@ -33,8 +33,9 @@ The card re-inserted step needs a mode in which nginx fails the TLS handshake wh
 certificate comes (`auth_cert_handshake require`): without it Chromium keeps its cached "no
 certificate" choice for the site. Two more sites (HTTP/2, HTTP/1.1) run with that mode: the
 card pulled shows the browser's own error page, the card put back brings the identity back,
-after at most RELOADS reloads (each counted in a diagnostic: the alert of the failed handshake
-can reach Chromium just before its request, see step 7). The sites without it show the no_cert
+in the same browser session (the module holds the alert of the failed handshake until
+Chromium has sent its request, see step 7; the reloads a user would need are counted in a
+diagnostic, normally none, and at most RELOADS are allowed). The sites without it show the no_cert
 page again, on a new connection. When this nginx does not know the directive, the recovery
 sites are left out and the step is skipped.
 """
@@ -647,9 +648,10 @@ def scenarios(b, card, sites, recovery_sites):
     #    one, HTTP/2 included). With auth_cert_handshake require the handshake fails with an
     #    alert, and Chromium forgets the choice only when that alert comes while a request is
     #    on the connection (ERR_BAD_SSL_CLIENT_AUTH_CERT). The client finishes its side of the
-    #    handshake first (TLS 1.3; False Start in TLS 1.2): when the alert arrives before the
-    #    request is sent, Chromium reports ERR_SOCKET_NOT_CONNECTED, keeps its choice, and the
-    #    user reloads. The reloads are counted (docs/authentication-age.md).
+    #    handshake first (TLS 1.3; False Start in TLS 1.2): an alert that arrives before the
+    #    request is sent gives ERR_SOCKET_NOT_CONNECTED, Chromium keeps its choice, and the
+    #    user must reload. The module holds the alert until the request has come; the reloads
+    #    a user would need are counted all the same (docs/authentication-age.md).
     card.insert()
     for s in every:
         lines = b.get(s, "/", "card-reinserted")
