@@ -275,20 +275,51 @@ fn satisfy_all(r: &Request) -> bool {
 
 /// Answers a rejected request as the core's [`decision::rejection`] says.
 fn reject(r: &mut Request, reason: Reason, satisfy_all: bool) -> Status {
-    let Some(clcf) = NgxHttpCoreModule::location_conf(r) else {
+    let Some(rejection) = rejection(r, reason, satisfy_all) else {
         return Status::NGX_ERROR;
     };
-    let error_pages = clcf.error_pages;
-    let rejection = decision::rejection(reason, satisfy_all, |code| {
-        has_error_page(error_pages, code)
-    });
-    if rejection.close_connection {
-        // No certificate can arrive on this connection any more: let the client reconnect.
-        r.as_mut().set_keepalive(0);
+    if !rejection.close_connection {
+        return send_rejection(r, &rejection);
     }
+    // No certificate can arrive on this connection any more: let the client reconnect.
+    if satisfy_all {
+        // HTTP/2 too: GOAWAY, then the answer.
+        return http::answer_then_close(r, answer_closing);
+    }
+    // Under `satisfy any` another access module may still allow the request, which must go on
+    // now: only an HTTP/1.x connection is closed.
+    r.as_mut().set_keepalive(0);
+    send_rejection(r, &rejection)
+}
+
+/// The answer of [`reject`] that ends the connection, made once the connection is ending
+/// (HTTP/2: after the GOAWAY): the reason is the one of the request's evaluation.
+fn answer_closing(r: &mut Request) -> Status {
+    let reason = r
+        .get_module_ctx::<RequestAuth>(Module::module())
+        .and_then(|auth| auth.evaluation.outcome.as_ref().err().copied());
+    let Some(reason) = reason else {
+        return Status::NGX_ERROR;
+    };
+    match rejection(r, reason, satisfy_all(r)) {
+        Some(rejection) => send_rejection(r, &rejection),
+        None => Status::NGX_ERROR,
+    }
+}
+
+/// The core's [`decision::rejection`] for `r`.
+fn rejection(r: &Request, reason: Reason, satisfy_all: bool) -> Option<decision::Rejection> {
+    let error_pages = NgxHttpCoreModule::location_conf(r)?.error_pages;
+    Some(decision::rejection(reason, satisfy_all, |code| {
+        has_error_page(error_pages, code)
+    }))
+}
+
+/// Sends the module's body of `rejection`, or hands its code to nginx.
+fn send_rejection(r: &mut Request, rejection: &decision::Rejection) -> Status {
     let status = HTTPStatus(ngx_uint_t::from(rejection.wire_status()));
     let status_line = verdict::status_line(rejection.wire_status());
-    let Some(body) = rejection.body else {
+    let Some(body) = &rejection.body else {
         return http::status(rejection.code);
     };
     if let Some(line) = status_line {

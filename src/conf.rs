@@ -96,6 +96,14 @@ pub unsafe extern "C" fn merge_loc_conf(
         }
     }
 
+    // `auth_cert_handshake require` where the server has TLS (a plain server may inherit it).
+    if let Some(sscf) = NgxHttpSslModule::server_conf(cf).filter(|s| !s.ssl.ctx.is_null()) {
+        if let Err(message) = conf.settings.handshake().check_verify_client(sscf.verify) {
+            ngx_log_error!(NGX_LOG_EMERG, cf.log, "{}", message);
+            return NGX_CONF_ERROR;
+        }
+    }
+
     // Behind a load balancer, or on a test rig, the credential may come without TLS.
     let forwarded = conf.settings.header.is_some() || conf.settings.identity_arg.is_some();
     if conf.settings.mode() == Mode::Off || forwarded {

@@ -8,7 +8,9 @@
 //! - [`conf`]: the location configuration, its creation, merging and directives;
 //! - [`access`]: the access phase handler; [`reauth`]: the re-authentication redirect;
 //! - [`tls`]: the peer certificate of a TLS connection; [`session`]: the `SSL_CTX` hooks that
-//!   carry the authentication time in TLS sessions;
+//!   carry the authentication time in TLS sessions and refuse handshakes under
+//!   `auth_cert_handshake require`; [`alert`]: the alert of such a refusal, held until the
+//!   client's request;
 //! - [`forwarded`]: certificates forwarded by trusted peers, verified with OpenSSL;
 //! - [`variables`]: `$auth_cert_*`; [`token`]: `$auth_cert_token`, the login and JWKS
 //!   handlers; [`signer`]: the token keys, loaded and signing with OpenSSL;
@@ -29,6 +31,7 @@ use ngx::ffi::{
 use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 
 mod access;
+mod alert;
 mod conf;
 mod ex_data;
 mod forwarded;
@@ -139,6 +142,10 @@ const fn command(directive: Directive) -> ngx_command_t {
             Some(conf::set_directive),
         ),
         Context::Location => (NGX_HTTP_LOC_CONF, Some(set_content_handler)),
+        Context::Server => (
+            NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF,
+            Some(conf::set_directive),
+        ),
     };
     ngx_command_t {
         name: ngx_str_t {
