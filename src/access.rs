@@ -167,7 +167,12 @@ fn handle(r: &mut Request) -> Status {
         return HTTPStatus::INTERNAL_SERVER_ERROR.into();
     };
     let satisfy_all = satisfy_all(r);
-    match decision::action(&conf.settings, &auth.evaluation.outcome, satisfy_all) {
+    let action = decision::action(&conf.settings, &auth.evaluation.outcome, satisfy_all);
+    ngx_log_debug_http!(
+        r,
+        "auth_cert: access: {action:?}, satisfy all: {satisfy_all}"
+    );
+    match action {
         Action::Decline => Status::NGX_DECLINED,
         Action::Allow => Status::NGX_OK,
         Action::Reauthenticate => {

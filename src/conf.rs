@@ -92,6 +92,12 @@ pub unsafe extern "C" fn merge_loc_conf(
         // SAFETY: the SSL context of the server being merged, not serving yet; `cf.pool` is
         // the pool of the configuration, which frees that context.
         if !unsafe { session::note_max_age(ctx.cast(), cf.pool, max_age) } {
+            ngx_log_error!(
+                NGX_LOG_EMERG,
+                cf.log,
+                "auth_cert: cannot keep the handshake limit with the server's SSL context \
+                 (SSL_CTX_set_ex_data or memory)"
+            );
             return NGX_CONF_ERROR;
         }
     }

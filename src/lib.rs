@@ -26,9 +26,10 @@ use ngx::ffi::{
     ngx_http_phases_NGX_HTTP_ACCESS_PHASE, ngx_int_t, ngx_module_t, ngx_str_t, ngx_uint_t,
     NGX_CONF_1MORE, NGX_CONF_2MORE, NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_CONF_TAKE12,
     NGX_CONF_TAKE2, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF,
-    NGX_HTTP_MODULE, NGX_HTTP_SRV_CONF,
+    NGX_HTTP_MODULE, NGX_HTTP_SRV_CONF, NGX_LOG_EMERG,
 };
 use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
+use ngx::ngx_log_error;
 
 mod access;
 mod alert;
@@ -60,6 +61,7 @@ impl HttpModule for Module {
         if added {
             Status::NGX_OK.0
         } else {
+            // nginx has logged which variable and why (memory, or a conflicting definition).
             Status::NGX_ERROR.0
         }
     }
@@ -73,12 +75,32 @@ impl HttpModule for Module {
         let phase = &mut cmcf.phases[ngx_http_phases_NGX_HTTP_ACCESS_PHASE as usize];
         // SAFETY: the phase's handlers array holds ngx_http_handler_pt elements.
         let slot = unsafe { ngx_array_push(&raw mut phase.handlers) }.cast::<ngx_http_handler_pt>();
-        if slot.is_null() || !tls::PEERS.init() {
+        if slot.is_null() {
+            ngx_log_error!(
+                NGX_LOG_EMERG,
+                cf.log,
+                "auth_cert: no memory for the access handler"
+            );
+            return Status::NGX_ERROR.0;
+        }
+        if !tls::PEERS.init() {
+            ngx_log_error!(
+                NGX_LOG_EMERG,
+                cf.log,
+                "auth_cert: CRYPTO_get_ex_new_index() failed for the connections' certificates"
+            );
             return Status::NGX_ERROR.0;
         }
         // SAFETY: postconfiguration: every server is merged, none is serving; `cf.pool` is
         // the pool of the configuration.
         if !unsafe { session::install(cmcf, cf.pool) } {
+            ngx_log_error!(
+                NGX_LOG_EMERG,
+                cf.log,
+                "auth_cert: cannot install the session hooks on a server's SSL context \
+                 (CRYPTO_get_ex_new_index, SSL_CTX_set_ex_data, \
+                 SSL_CTX_set_session_ticket_cb or memory)"
+            );
             return Status::NGX_ERROR.0;
         }
         // SAFETY: `slot` is a fresh element of the array.
