@@ -87,7 +87,7 @@ fn compute(r: &mut Request, conf: &LocConf) -> Evaluation {
             }
         },
     };
-    let evaluation = decision::evaluate(settings, forwarded, tls, now);
+    let evaluation = decision::evaluate(settings, forwarded, tls, None, now);
     ngx_log_debug_http!(
         r,
         "auth_cert: evaluated: {}, source: {}, auth_time: {:?}, age: {:?}",

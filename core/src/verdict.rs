@@ -50,6 +50,8 @@ pub enum Reason {
     Stale,
     /// A forwarded certificate (`auth_cert_header`) is malformed or does not verify.
     Header,
+    /// The certificate is on a CRL of `auth_cert_crl`.
+    Revoked,
     /// A forwarded certificate came from a peer outside the trusted networks, and nothing
     /// else authenticates the request.
     Network,
@@ -71,6 +73,7 @@ impl Reason {
             Self::Issuer => "issuer",
             Self::Stale => "stale",
             Self::Header => "header",
+            Self::Revoked => "revoked",
             Self::Network => "network",
             Self::Internal => "internal",
         }
@@ -79,9 +82,12 @@ impl Reason {
     pub fn status(self) -> Status {
         match self {
             Self::NoCert => Status::None,
-            Self::Verify | Self::Expired | Self::Parse | Self::Header | Self::Network => {
-                Status::Invalid
-            }
+            Self::Verify
+            | Self::Expired
+            | Self::Parse
+            | Self::Header
+            | Self::Network
+            | Self::Revoked => Status::Invalid,
             Self::Identity | Self::Eku | Self::KeyUsage | Self::Policy | Self::Issuer => {
                 Status::Denied
             }
@@ -118,6 +124,7 @@ impl Reason {
             Self::Stale => "the client certificate authentication is older than allowed",
             Self::Header => "the forwarded client certificate is malformed or does not verify",
             Self::Network => "a forwarded client certificate is not accepted from this address",
+            Self::Revoked => "the client certificate is revoked",
             Self::Internal => "internal error",
         }
     }
@@ -147,6 +154,7 @@ mod tests {
         assert_eq!(Reason::Stale.status(), Status::Stale);
         assert_eq!(Reason::Header.status(), Status::Invalid);
         assert_eq!(Reason::Network.status(), Status::Invalid);
+        assert_eq!(Reason::Revoked.status(), Status::Invalid);
     }
 
     #[test]
@@ -157,6 +165,7 @@ mod tests {
         assert_eq!(Reason::Stale.http_status(), 401);
         assert_eq!(Reason::Header.http_status(), 403);
         assert_eq!(Reason::Network.http_status(), 403);
+        assert_eq!(Reason::Revoked.http_status(), 403);
         assert_eq!(wire_status(496), 400);
         assert_eq!(wire_status(495), 400);
         assert_eq!(wire_status(403), 403);
@@ -177,6 +186,7 @@ mod tests {
             Reason::Stale,
             Reason::Header,
             Reason::Network,
+            Reason::Revoked,
             Reason::Internal,
         ] {
             assert!(!r.message().contains('\n'));
