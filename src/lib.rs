@@ -10,6 +10,7 @@
 //! - [`tls`]: the peer certificate of a TLS connection; [`session`]: the `SSL_CTX` hooks that
 //!   carry the authentication time in TLS sessions;
 //! - [`forwarded`]: certificates forwarded by trusted peers, verified with OpenSSL;
+//! - [`crl`]: the CRL files of `auth_cert_crl`, verified with OpenSSL and re-read on change;
 //! - [`variables`]: `$auth_cert_*`; [`token`]: `$auth_cert_token`, the login and JWKS
 //!   handlers;
 //! - [`http`] and [`ex_data`]: the small helper layers over the `ngx` crate and OpenSSL.
@@ -30,6 +31,7 @@ use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf, NgxHttpC
 
 mod access;
 mod conf;
+mod crl;
 mod ex_data;
 mod forwarded;
 mod http;
@@ -51,6 +53,7 @@ impl HttpModule for Module {
     }
 
     unsafe extern "C" fn preconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
+        crl::start_configuration();
         // SAFETY: nginx passes the configuration being parsed.
         let added = unsafe { variables::add(cf) && token::add_variable(cf) };
         if added {
@@ -74,6 +77,10 @@ impl HttpModule for Module {
         }
         // SAFETY: postconfiguration: every server is merged, none is serving.
         if !unsafe { session::install(cmcf) } {
+            return Status::NGX_ERROR.0;
+        }
+        if let Err(message) = crl::load_all() {
+            ngx::ngx_log_error!(ngx::ffi::NGX_LOG_EMERG, cf.log, "{}", message);
             return Status::NGX_ERROR.0;
         }
         // SAFETY: `slot` is a fresh element of the array.

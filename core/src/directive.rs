@@ -18,6 +18,7 @@ pub enum Directive {
     Stale,
     Header,
     IdentityArg,
+    Crl,
     TokenKey,
     TokenTtl,
     TokenIssuer,
@@ -50,7 +51,7 @@ pub enum Context {
 
 impl Directive {
     /// Every directive, in the order of nginx's command table.
-    pub const ALL: [Directive; 18] = [
+    pub const ALL: [Directive; 19] = [
         Self::AuthCert,
         Self::Identity,
         Self::IdentityRegex,
@@ -62,6 +63,7 @@ impl Directive {
         Self::Stale,
         Self::Header,
         Self::IdentityArg,
+        Self::Crl,
         Self::TokenKey,
         Self::TokenTtl,
         Self::TokenIssuer,
@@ -85,6 +87,7 @@ impl Directive {
             Self::Stale => c"auth_cert_stale",
             Self::Header => c"auth_cert_header",
             Self::IdentityArg => c"auth_cert_identity_arg",
+            Self::Crl => c"auth_cert_crl",
             Self::TokenKey => c"auth_cert_token_key",
             Self::TokenTtl => c"auth_cert_token_ttl",
             Self::TokenIssuer => c"auth_cert_token_issuer",
@@ -117,7 +120,7 @@ impl Directive {
                 Arguments::OneOrMore
             }
             Self::Header | Self::IdentityArg => Arguments::TwoOrMore,
-            Self::TokenKey => Arguments::OneOrTwo,
+            Self::TokenKey | Self::Crl => Arguments::OneOrTwo,
             Self::TokenClaim => Arguments::Two,
             Self::Login => Arguments::NoneOrOne,
             Self::Jwks => Arguments::None,

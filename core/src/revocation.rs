@@ -79,7 +79,7 @@ pub struct Crl {
 
 impl Crl {
     /// Reads a DER CRL whose signature verified with the key of `ca`, the DER certificate of
-    /// the CA (`None` in tests that make CRLs without one).
+    /// the CA (`None` when it is not known yet, see [`Self::issued_by`]).
     pub fn from_der(der: &[u8], ca: Option<&[u8]>) -> Result<Self, CrlError> {
         let (rest, crl) = CertificateRevocationList::from_der(der)
             .map_err(|e| CrlError(format!("malformed CRL: {e}")))?;
@@ -108,15 +108,6 @@ impl Crl {
                 _ => {}
             }
         }
-        if let Some(ca) = ca {
-            let (_, ca) = X509Certificate::from_der(ca)
-                .map_err(|e| CrlError(format!("malformed CA certificate: {e}")))?;
-            for ext in ca.extensions() {
-                if let ParsedExtension::SubjectKeyIdentifier(ski) = ext.parsed_extension() {
-                    key_id = Some(Box::from(ski.0));
-                }
-            }
-        }
         let mut revoked = HashMap::new();
         for entry in crl.iter_revoked_certificates() {
             if entry
@@ -130,14 +121,32 @@ impl Crl {
                 entry.revocation_date.timestamp(),
             );
         }
-        Ok(Crl {
+        let mut crl = Crl {
             issuer: rfc4514(crl.issuer()),
             issuer_key: Sha256::digest(crl.issuer().as_raw()).into(),
             key_id,
             this_update: crl.last_update().timestamp(),
             next_update: crl.next_update().map(|t| t.timestamp()),
             revoked,
-        })
+        };
+        if let Some(ca) = ca {
+            crl.issued_by(ca)?;
+        }
+        Ok(crl)
+    }
+
+    /// Binds the CRL to the CA whose key verified its signature (its DER certificate): the
+    /// CA's subject key identifier, when it has one, names the key of the certificates the CRL
+    /// speaks for.
+    pub fn issued_by(&mut self, ca: &[u8]) -> Result<(), CrlError> {
+        let (_, ca) = X509Certificate::from_der(ca)
+            .map_err(|e| CrlError(format!("malformed CA certificate: {e}")))?;
+        for ext in ca.extensions() {
+            if let ParsedExtension::SubjectKeyIdentifier(ski) = ext.parsed_extension() {
+                self.key_id = Some(Box::from(ski.0));
+            }
+        }
+        Ok(())
     }
 
     /// How many certificates it revokes.
