@@ -56,6 +56,7 @@ http {
 
         ssl_client_certificate ca.crt;
         ssl_verify_client optional;
+        ssl_session_cache shared:SSL:1m;
 
         auth_cert on;
 
@@ -127,7 +128,7 @@ sub install {
 
 install('crl-empty.pem');
 
-$t->try_run('no auth_cert_crl')->plan(22);
+$t->try_run('no auth_cert_crl')->plan(24);
 
 ###############################################################################
 
@@ -138,7 +139,9 @@ my $escaped = $pki->escaped('client.crt');
 # Waits past the refresh interval of the workers.
 sub past_refresh { select undef, undef, undef, 1.5; }
 
-my $tls = connect_tls(8443, cert => 'client');
+require IO::Socket::SSL;
+my $cache = IO::Socket::SSL::Session_Cache->new(4);
+my $tls = connect_tls(8443, cert => 'client', version => 'TLSv1_2', cache => $cache);
 my $r = request($tls, '/');
 is(status($r), 200, 'keep-alive TLS: good certificate passes');
 
@@ -178,6 +181,11 @@ like(body($r), qr/^auth_cert: revoked: /m, 'keep-alive forwarded: body');
 
 like(get('/', cert => 'other'), qr/identity=bob reason=\n/, 'another certificate passes');
 is(status(get('/', cert => 'client')), 403, 'revoked on a new connection');
+
+# A session of the certificate resumed after the revocation: its requests are refused too.
+my $resumed = connect_tls(8443, cert => 'client', version => 'TLSv1_2', cache => $cache);
+ok($resumed && $resumed->get_session_reused, 'session of the revoked certificate resumed');
+is(status(request($resumed, '/')), 403, 'resumed session: revoked');
 
 SKIP: {
 	skip 'curl without HTTP/2', 3 unless $h2;
