@@ -9,11 +9,11 @@ use auth_cert_core::age::Decimal;
 use auth_cert_core::cert::CertificateInfo;
 use auth_cert_core::decision::{self, Action, Evaluation, Tls};
 use auth_cert_core::identity;
-use auth_cert_core::verdict::Reason;
+use auth_cert_core::verdict::{self, Reason};
 use ngx::core::Status;
 use ngx::ffi::{
-    ngx_http_err_page_t, ngx_http_request_t, ngx_int_t, ngx_time, ngx_uint_t, SSL_get_SSL_CTX,
-    NGX_HTTP_SATISFY_ALL, NGX_LOG_INFO, SSL,
+    ngx_http_err_page_t, ngx_http_request_t, ngx_int_t, ngx_ssl_connection_t, ngx_time, ngx_uint_t,
+    SSL_get_SSL_CTX, SSL_is_init_finished, NGX_HTTP_SATISFY_ALL, NGX_LOG_INFO, SSL,
 };
 use ngx::http::{
     HTTPStatus, HttpModule, HttpModuleLocationConf, HttpModuleServerConf, NgxHttpCoreModule,
@@ -46,9 +46,11 @@ pub fn evaluate<'a>(r: &mut Request) -> Option<&'a RequestAuth> {
             return Some(unsafe { &*ptr::from_ref(auth) });
         }
     }
+    let evaluation = compute(r, conf);
+    log_left_out(r, conf, &evaluation);
     let auth = RequestAuth {
         conf: conf_ptr,
-        evaluation: compute(r, conf),
+        evaluation,
         auth_time_text: OnceCell::new(),
         age_text: OnceCell::new(),
         not_after_text: OnceCell::new(),
@@ -75,15 +77,18 @@ fn compute(r: &mut Request, conf: &LocConf) -> Evaluation {
     );
     // SAFETY: a request's connection is live while the request is; its `ssl` is null on plain
     // connections and is the TLS connection (shared by HTTP/2 streams) otherwise.
-    let ssl = unsafe { (*r.connection()).ssl.as_ref() }.map(|c| c.connection.cast::<SSL>());
-    let tls = match ssl {
+    let ssl_connection = unsafe { (*r.connection()).ssl.as_ref() };
+    let tls = match ssl_connection {
         None => Tls::Plain,
-        // SAFETY: the live TLS connection of the request, its handshake complete.
-        Some(ssl) => unsafe {
+        // SAFETY: the live TLS connection of the request; nginx hands a request over once the
+        // handshake is complete, or once it has read early data.
+        Some(c) => unsafe {
+            let ssl = c.connection.cast::<SSL>();
             Tls::Connection {
                 peer: tls::peer(ssl),
                 auth_time: session::auth_time(ssl),
                 this_server: verified_for_this_server(r, ssl),
+                early_data: in_early_data(c),
             }
         },
     };
@@ -116,6 +121,23 @@ unsafe fn verified_for_this_server(r: &Request, ssl: *mut SSL) -> bool {
     // SAFETY: caller: live connection; the context is the one its handshake finished in.
     let handshake = unsafe { SSL_get_SSL_CTX(ssl) };
     ptr::eq(handshake.cast::<c_void>(), served_by.cast::<c_void>())
+}
+
+/// Whether the request being evaluated on TLS connection `c` arrived in TLS 1.3 early data:
+/// the handshake is not finished yet, so the client has not proved that it is live, and the
+/// request may be a replay of a captured first flight. nginx reads early data while
+/// `in_early` is set (its `ngx_ssl_try_early_data` and `ngx_ssl_recv_early`); it clears the
+/// flag on OpenSSL's `SSL_READ_EARLY_DATA_FINISH`, i.e. once the `EndOfEarlyData` message is
+/// read, which a replayed flight may carry too, while the client's `Finished` (which no replay
+/// can make) may still be missing. So, as nginx's own `$ssl_early_data`, the test is also
+/// `!SSL_is_init_finished`. HTTP/2 streams share the connection's `c`: a stream opened in early
+/// data is evaluated while the handshake is still unfinished.
+///
+/// # Safety
+/// `c` must be the live TLS connection of the request.
+unsafe fn in_early_data(c: &ngx_ssl_connection_t) -> bool {
+    // SAFETY: caller: the `SSL` object of a live connection.
+    c.in_early() != 0 || unsafe { SSL_is_init_finished(c.connection.cast::<SSL>()) } != 1
 }
 
 /// The handler of the access phase.
@@ -164,10 +186,17 @@ pub fn log_rejection(r: &Request, conf: &LocConf, evaluation: &Evaluation, reaso
         .and_then(|c| identity::resolve(policy.sources(), policy.identity_regex.as_ref(), c).ok())
         .unwrap_or("");
     let serial = cert.map_or("-", CertificateInfo::serial);
-    let detail = evaluation
+    let details: Vec<String> = evaluation
         .detail
-        .as_deref()
-        .map_or(String::new(), |d| format!(" ({d})"));
+        .iter()
+        .cloned()
+        .chain(left_out_detail(evaluation))
+        .collect();
+    let detail = if details.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", details.join("; "))
+    };
     ngx_log_error!(
         NGX_LOG_INFO,
         r.log(),
@@ -180,17 +209,55 @@ pub fn log_rejection(r: &Request, conf: &LocConf, evaluation: &Evaluation, reaso
     );
 }
 
+/// What was left out of the trusted certificate for its control characters, for the line of
+/// a rejection or a re-authentication, which then tells it (every time).
+fn left_out_detail(evaluation: &Evaluation) -> Option<String> {
+    let cert = evaluation.trusted_cert()?;
+    let left_out = cert.left_out();
+    if left_out.is_empty() {
+        return None;
+    }
+    cert.left_out_once();
+    Some(format!(
+        "values with control characters left out: {left_out}"
+    ))
+}
+
+/// The `info` line telling, once per parse of a trusted certificate, that values with
+/// control characters were left out of it, so that the variables and identity sources do not
+/// show them. Not for a request that the gate rejects or re-authenticates: its one line tells.
+fn log_left_out(r: &Request, conf: &LocConf, evaluation: &Evaluation) {
+    if decision::gate_logs(&conf.settings, &evaluation.outcome) {
+        return;
+    }
+    let Some(cert) = evaluation.trusted_cert() else {
+        return;
+    };
+    if let Some(left_out) = cert.left_out_once() {
+        ngx_log_error!(
+            NGX_LOG_INFO,
+            r.log(),
+            "auth_cert: values with control characters left out of the client certificate \
+             ({}), serial: {}",
+            left_out,
+            cert.serial()
+        );
+    }
+}
+
 fn log_reauth(r: &Request, evaluation: &Evaluation) {
     let serial = evaluation
         .cert
         .as_deref()
         .map_or("-", CertificateInfo::serial);
+    let detail = left_out_detail(evaluation).map_or(String::new(), |d| format!(" ({d})"));
     ngx_log_error!(
         NGX_LOG_INFO,
         r.log(),
-        "auth_cert: re-authentication required: {}, reason: stale, auth_time: {}, age: {}, \
+        "auth_cert: re-authentication required: {}{}, reason: stale, auth_time: {}, age: {}, \
          serial: {}",
         Reason::Stale.message(),
+        detail,
         evaluation.auth_time.unwrap_or(0),
         evaluation.age.unwrap_or(0),
         serial
@@ -217,9 +284,13 @@ fn reject(r: &mut Request, reason: Reason, satisfy_all: bool) -> Status {
         r.as_mut().set_keepalive(0);
     }
     let status = HTTPStatus(ngx_uint_t::from(rejection.wire_status()));
+    let status_line = verdict::status_line(rejection.wire_status());
     let Some(body) = rejection.body else {
         return http::status(rejection.code);
     };
+    if let Some(line) = status_line {
+        http::set_status_line(r, line);
+    }
     let rc = http::send_response(r, status, Some("text/plain"), body.as_bytes());
     http::finalize(r, rc)
 }

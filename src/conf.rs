@@ -118,8 +118,9 @@ pub unsafe extern "C" fn merge_loc_conf(
 
     if let (Some(max_age), false) = (conf.settings.max_age(), conf.settings.mode() == Mode::Off) {
         let ctx = NgxHttpSslModule::server_conf(cf).map_or(ptr::null_mut(), |s| s.ssl.ctx);
-        // SAFETY: the SSL context of the server being merged, not serving yet.
-        if !unsafe { session::note_max_age(ctx.cast(), max_age) } {
+        // SAFETY: the SSL context of the server being merged, not serving yet; `cf.pool` is
+        // the pool of the configuration, which frees that context.
+        if !unsafe { session::note_max_age(ctx.cast(), cf.pool, max_age) } {
             return NGX_CONF_ERROR;
         }
     }
@@ -195,7 +196,7 @@ pub unsafe extern "C" fn set_directive(
             None => Err("empty directive".to_owned()),
         });
     let result = result.and_then(|()| match (&conf.settings.header, &conf.header_ca) {
-        (Some(header), None) => forwarded::load_store(cf_ref, &header.ca)
+        (Some(header), None) => forwarded::load_store(cf_ref, header)
             .map(|store| conf.header_ca = Some(Rc::new(store)))
             .map_err(|e| format!("{e} in \"auth_cert_header\" directive")),
         _ => Ok(()),

@@ -1,15 +1,24 @@
 //! Values the module keeps with OpenSSL objects, in their ex_data: the parsed client
 //! certificate and the tokens of a TLS connection (`SSL`), the session hooks of a server's
 //! `SSL_CTX`. One slot type serves both.
+//!
+//! The slots are registered with no OpenSSL callbacks at all. OpenSSL calls a slot's free
+//! callback for every object of its class for the rest of the process, even when the slot is
+//! empty; a callback in this module would be called after nginx unloads the module (a reload
+//! with a configuration without its `load_module`) and crash every worker and the master.
+//! Each value is therefore freed by a cleanup of the nginx pool that lives as long as its
+//! object: the pool of the connection that owns the `SSL`, or the configuration pool for an
+//! `SSL_CTX`, whose cleanup runs before the module is unloaded.
 
-use core::ffi::{c_int, c_long, c_void};
+use core::ffi::{c_int, c_void};
 use core::marker::PhantomData;
 use core::ptr;
 use core::sync::atomic::{AtomicI32, Ordering};
 
 use ngx::ffi::{
+    ngx_connection_t, ngx_pool_cleanup_add, ngx_pool_t, ngx_ssl_connection_index,
     CRYPTO_get_ex_new_index, SSL_CTX_get_ex_data, SSL_CTX_set_ex_data, SSL_get_ex_data,
-    SSL_set_ex_data, CRYPTO_EX_DATA, CRYPTO_EX_INDEX_SSL, CRYPTO_EX_INDEX_SSL_CTX, SSL, SSL_CTX,
+    SSL_set_ex_data, CRYPTO_EX_INDEX_SSL, CRYPTO_EX_INDEX_SSL_CTX, SSL, SSL_CTX,
 };
 
 /// An OpenSSL object with ex_data.
@@ -54,7 +63,7 @@ impl Parent for SSL_CTX {
     }
 }
 
-/// A slot holding a `T` made on first use and freed by OpenSSL with its parent object `P`.
+/// A slot holding a `T` made on first use and freed with the nginx pool given for it.
 pub struct Slot<P, T> {
     index: AtomicI32,
     value: PhantomData<fn(*const P) -> T>,
@@ -78,17 +87,10 @@ impl<P: Parent, T> Slot<P, T> {
         if index >= 0 {
             return Some(index);
         }
-        // SAFETY: plain OpenSSL call; `free_boxed::<T>` matches CRYPTO_EX_free and the slot
-        // only ever holds pointers from `Box::<T>::into_raw` (`insert`).
+        // SAFETY: plain OpenSSL call. No callbacks (see the module documentation): the
+        // values are freed by pool cleanups.
         let index = unsafe {
-            CRYPTO_get_ex_new_index(
-                P::CLASS as c_int,
-                0,
-                ptr::null_mut(),
-                None,
-                None,
-                Some(free_boxed::<T>),
-            )
+            CRYPTO_get_ex_new_index(P::CLASS as c_int, 0, ptr::null_mut(), None, None, None)
         };
         self.index.store(index, Ordering::Relaxed);
         (index >= 0).then_some(index)
@@ -103,70 +105,100 @@ impl<P: Parent, T> Slot<P, T> {
         if index < 0 || parent.is_null() {
             return None;
         }
-        // SAFETY: live parent (caller); the slot holds null or a `T` boxed by `insert`.
+        // SAFETY: live parent (caller); the slot holds null or a `T` boxed by
+        // `get_or_make_ptr`, freed only with the pool that outlives the parent's use.
         unsafe { P::get(parent, index).cast::<T>().as_ref() }
     }
 
-    /// The value kept with `parent`, made by `make` on first use; `None` when it cannot be
-    /// kept.
+    /// The value kept with `parent`, made by `make` on first use and freed when `pool` is
+    /// destroyed; `None` when it cannot be kept.
     ///
     /// # Safety
-    /// `parent` must be live; the result must not outlive it.
-    pub unsafe fn get_or_make<'a>(
+    /// `parent` must be live and `pool` a live pool that is destroyed only when `parent` is no
+    /// longer used (nor read through this slot).
+    unsafe fn get_or_make_ptr(
         &self,
         parent: *mut P,
+        pool: *mut ngx_pool_t,
         make: impl FnOnce() -> T,
-    ) -> Option<&'a T> {
-        // SAFETY: caller.
-        unsafe { self.get_or_make_ptr(parent, make).map(|value| &*value) }
-    }
-
-    /// As [`Self::get_or_make`], for changing the value at configuration time.
-    ///
-    /// # Safety
-    /// As [`Self::get_or_make`], and no other reference to the value may be live.
-    pub unsafe fn get_or_make_mut<'a>(
-        &self,
-        parent: *mut P,
-        make: impl FnOnce() -> T,
-    ) -> Option<&'a mut T> {
-        // SAFETY: caller.
-        unsafe { self.get_or_make_ptr(parent, make).map(|value| &mut *value) }
-    }
-
-    /// # Safety
-    /// `parent` must be live.
-    unsafe fn get_or_make_ptr(&self, parent: *mut P, make: impl FnOnce() -> T) -> Option<*mut T> {
+    ) -> Option<*mut T> {
         let index = self.index()?;
         // SAFETY: live parent (caller); the slot holds null or a boxed `T`.
         let kept = unsafe { P::get(parent, index) }.cast::<T>();
         if !kept.is_null() {
             return Some(kept);
         }
+        if pool.is_null() {
+            return None;
+        }
+        // SAFETY: live pool (caller); a cleanup without a handler is skipped by nginx.
+        let cleanup = unsafe { ngx_pool_cleanup_add(pool, 0).as_mut() }?;
         let value = Box::into_raw(Box::new(make()));
-        // SAFETY: on failure the box is still ours to free; on success OpenSSL frees it
-        // through `free_boxed` with the parent.
+        // SAFETY: live parent (caller); on failure the box is still ours to free, on success
+        // the pool's cleanup frees it, once, when the pool is destroyed.
         unsafe {
             if !P::set(parent, index, value.cast()) {
                 drop(Box::from_raw(value));
                 return None;
             }
         }
+        cleanup.handler = Some(drop_boxed::<T>);
+        cleanup.data = value.cast();
         Some(value)
     }
 }
 
-/// The `CRYPTO_EX_free` of slots that hold a `Box<T>`.
-unsafe extern "C" fn free_boxed<T>(
-    _parent: *mut c_void,
-    data: *mut c_void,
-    _ad: *mut CRYPTO_EX_DATA,
-    _index: c_int,
-    _argl: c_long,
-    _argp: *mut c_void,
-) {
+impl<T> Slot<SSL, T> {
+    /// The value kept with the TLS connection `ssl`, made by `make` on first use and freed
+    /// with the connection; `None` when it cannot be kept.
+    ///
+    /// # Safety
+    /// `ssl` must be the live `SSL` object of an nginx connection; the result must not be used
+    /// after the connection is closed.
+    pub unsafe fn get_or_make<'a>(&self, ssl: *mut SSL, make: impl FnOnce() -> T) -> Option<&'a T> {
+        // SAFETY: caller. The pool is the one of the connection that owns `ssl` (not an
+        // HTTP/2 stream's), destroyed after `ssl` is freed when the connection closes.
+        unsafe {
+            let pool = connection(ssl).as_ref().map_or(ptr::null_mut(), |c| c.pool);
+            self.get_or_make_ptr(ssl, pool, make).map(|value| &*value)
+        }
+    }
+}
+
+impl<T> Slot<SSL_CTX, T> {
+    /// The value kept with `ctx`, made by `make` on first use and freed with `pool`; for
+    /// changing the value at configuration time.
+    ///
+    /// # Safety
+    /// `ctx` must be a live context of the configuration being read, `pool` that
+    /// configuration's pool (`cf->pool`), and no other reference to the value may be live.
+    pub unsafe fn get_or_make_mut<'a>(
+        &self,
+        ctx: *mut SSL_CTX,
+        pool: *mut ngx_pool_t,
+        make: impl FnOnce() -> T,
+    ) -> Option<&'a mut T> {
+        // SAFETY: caller; nginx frees the configuration's contexts with the same pool.
+        unsafe {
+            self.get_or_make_ptr(ctx, pool, make)
+                .map(|value| &mut *value)
+        }
+    }
+}
+
+/// The nginx connection that owns `ssl` (null if none), as nginx's `ngx_ssl_get_connection`.
+///
+/// # Safety
+/// `ssl` must be a live `SSL` object.
+pub unsafe fn connection(ssl: *const SSL) -> *mut ngx_connection_t {
+    // SAFETY: nginx stores the connection in every SSL it creates, at this index.
+    unsafe { SSL_get_ex_data(ssl, ngx_ssl_connection_index).cast() }
+}
+
+/// The pool cleanup of slots that hold a `Box<T>`.
+unsafe extern "C" fn drop_boxed<T>(data: *mut c_void) {
     if !data.is_null() {
-        // SAFETY: registered only for slots that hold pointers from `Box::<T>::into_raw`.
+        // SAFETY: set only with a pointer from `Box::<T>::into_raw` (`get_or_make_ptr`).
         drop(unsafe { Box::from_raw(data.cast::<T>()) });
     }
 }

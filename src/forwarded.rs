@@ -15,13 +15,16 @@ use ngx::ffi::{
     d2i_X509, ngx_conf_full_name, ngx_conf_t, ngx_connection_t, ngx_http_arg, ngx_http_request_t,
     ngx_list_part_t, ngx_list_t, ngx_palloc, ngx_pool_cleanup_add, ngx_pool_t, ngx_str_t,
     ngx_table_elt_t, sockaddr_in, sockaddr_in6, ASN1_TIME_diff, ERR_clear_error, OPENSSL_sk_free,
-    OPENSSL_sk_new_null, OPENSSL_sk_num, OPENSSL_sk_push, OPENSSL_sk_value, X509_STORE_CTX_free,
-    X509_STORE_CTX_get0_chain, X509_STORE_CTX_get_error, X509_STORE_CTX_get_error_depth,
-    X509_STORE_CTX_init, X509_STORE_CTX_new, X509_STORE_CTX_set_purpose, X509_STORE_free,
-    X509_STORE_get0_objects, X509_STORE_load_file, X509_STORE_new, X509_free, X509_get0_notAfter,
-    X509_get0_notBefore, X509_verify_cert, X509_verify_cert_error_string, AF_INET, AF_INET6,
-    ASN1_TIME, NGX_LOG_WARN, NGX_OK, OPENSSL_STACK, X509, X509_PURPOSE_SSL_CLIENT, X509_STORE,
-    X509_STORE_CTX, X509_V_ERR_CERT_HAS_EXPIRED, X509_V_ERR_CERT_NOT_YET_VALID,
+    OPENSSL_sk_new_null, OPENSSL_sk_num, OPENSSL_sk_push, OPENSSL_sk_value, SSL_CTX_free,
+    SSL_CTX_get_security_level, SSL_CTX_new, TLS_method, X509_STORE_CTX_free,
+    X509_STORE_CTX_get0_chain, X509_STORE_CTX_get0_param, X509_STORE_CTX_get_error,
+    X509_STORE_CTX_get_error_depth, X509_STORE_CTX_init, X509_STORE_CTX_new,
+    X509_STORE_CTX_set_depth, X509_STORE_CTX_set_purpose, X509_STORE_free, X509_STORE_get0_objects,
+    X509_STORE_load_file, X509_STORE_new, X509_VERIFY_PARAM_set_auth_level, X509_free,
+    X509_get0_notAfter, X509_get0_notBefore, X509_verify_cert, X509_verify_cert_error_string,
+    AF_INET, AF_INET6, ASN1_TIME, NGX_LOG_WARN, NGX_OK, OPENSSL_STACK, X509,
+    X509_PURPOSE_SSL_CLIENT, X509_STORE, X509_STORE_CTX, X509_V_ERR_CERT_HAS_EXPIRED,
+    X509_V_ERR_CERT_NOT_YET_VALID,
 };
 use ngx::http::Request;
 use ngx::ngx_log_error;
@@ -32,13 +35,20 @@ use auth_cert_core::forwarded::{pem, ArgSource, ChainKey, HeaderSource, Source, 
 use auth_cert_core::policy::Policy;
 use auth_cert_core::verdict::Reason;
 
-/// The CAs that forwarded certificates must chain to.
+/// The CAs that forwarded certificates must chain to, with the limits a chain is verified
+/// with. Each `auth_cert_header` directive loads its own, so the verdicts kept by store (see
+/// [`VERIFIED`]) are verdicts under these limits.
 #[derive(Debug)]
 pub struct TrustStore {
     store: *mut X509_STORE,
     /// Names this store among all the stores the process loads, reloads included, for the
     /// verdicts kept in [`VERIFIED`].
     id: u64,
+    /// `depth=`: the most intermediate CAs below the trust anchor (OpenSSL's verify depth).
+    depth: c_int,
+    /// OpenSSL's security level, as a new TLS context gets it: the level nginx verifies TLS
+    /// clients with unless `ssl_ciphers` sets another.
+    level: c_int,
 }
 
 impl Drop for TrustStore {
@@ -63,8 +73,12 @@ thread_local! {
 }
 
 /// Loads the PEM CA file of `auth_cert_header`, relative to the configuration prefix as
-/// nginx's `ssl_client_certificate`.
-pub fn load_store(cf: &ngx_conf_t, file: &str) -> Result<TrustStore, String> {
+/// nginx's `ssl_client_certificate`, with the directive's depth and OpenSSL's default
+/// security level.
+pub fn load_store(cf: &ngx_conf_t, header: &HeaderSource) -> Result<TrustStore, String> {
+    let file = header.ca.as_str();
+    let level = default_security_level()
+        .ok_or_else(|| "cannot create an SSL context for the security level".to_owned())?;
     let mut name = ngx_str_t {
         len: file.len(),
         data: file.as_ptr().cast_mut(),
@@ -85,6 +99,8 @@ pub fn load_store(cf: &ngx_conf_t, file: &str) -> Result<TrustStore, String> {
         // SAFETY: a new store, owned by the TrustStore from here on.
         store: unsafe { X509_STORE_new() },
         id: NEXT_STORE_ID.fetch_add(1, Ordering::Relaxed),
+        depth: c_int::try_from(header.depth).unwrap_or(c_int::MAX),
+        level,
     };
     if store.store.is_null() {
         return Err(fail());
@@ -98,6 +114,22 @@ pub fn load_store(cf: &ngx_conf_t, file: &str) -> Result<TrustStore, String> {
         return Err(fail());
     }
     Ok(store)
+}
+
+/// The security level of a new TLS context: OpenSSL's default (1 in OpenSSL 3.0), or what
+/// the system's OpenSSL configuration sets (`CipherString = ...:@SECLEVEL=2`).
+fn default_security_level() -> Option<c_int> {
+    // SAFETY: a new context, only read, and freed before returning.
+    unsafe {
+        let ctx = SSL_CTX_new(TLS_method());
+        if ctx.is_null() {
+            ERR_clear_error();
+            return None;
+        }
+        let level = SSL_CTX_get_security_level(ctx);
+        SSL_CTX_free(ctx);
+        Some(level)
+    }
 }
 
 /// Evaluates the identity argument and the forwarded certificate, in that order, and takes
@@ -300,8 +332,9 @@ impl Drop for X509Ref {
 }
 
 /// Verifies `certs[0]` against `store` with the others as untrusted intermediates, for the
-/// `sslclient` purpose as nginx verifies client certificates. The window in which the verified
-/// chain is valid, Unix seconds; errors: code, depth, text.
+/// `sslclient` purpose, the depth and the security level, as nginx verifies client
+/// certificates. The window in which the verified chain is valid, Unix seconds; errors: code,
+/// depth, text.
 fn verify_chain(
     store: &TrustStore,
     certs: &[X509Ref],
@@ -324,6 +357,8 @@ fn verify_chain(
             && X509_STORE_CTX_init(ctx, store.store, certs[0].0, untrusted.cast()) == 1
             && X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT as c_int) == 1
         {
+            X509_STORE_CTX_set_depth(ctx, store.depth);
+            X509_VERIFY_PARAM_set_auth_level(X509_STORE_CTX_get0_param(ctx), store.level);
             result = if X509_verify_cert(ctx) == 1 {
                 chain_validity(ctx).ok_or_else(internal)
             } else {

@@ -55,6 +55,19 @@ pub fn send_response(
     Status(rc)
 }
 
+/// Sets the HTTP/1.x status line of the response, for a code nginx has no reason phrase for
+/// (it would send `425` with none). HTTP/2 sends the code alone.
+pub fn set_status_line(r: &mut Request, line: &'static str) {
+    let r: *mut ngx_http_request_t = r.into();
+    // SAFETY: a live request that has not sent its header; nginx only reads the line, static.
+    unsafe {
+        (*r).headers_out.status_line = ngx_str_t {
+            len: line.len(),
+            data: line.as_ptr().cast_mut(),
+        };
+    }
+}
+
 /// Finalizes a request answered from a phase handler, which then returns `NGX_DONE`.
 pub fn finalize(r: &mut Request, rc: Status) -> Status {
     let r: *mut ngx_http_request_t = r.into();

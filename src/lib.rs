@@ -75,8 +75,9 @@ impl HttpModule for Module {
         if slot.is_null() || !tls::PEERS.init() || !token::init() {
             return Status::NGX_ERROR.0;
         }
-        // SAFETY: postconfiguration: every server is merged, none is serving.
-        if !unsafe { session::install(cmcf) } {
+        // SAFETY: postconfiguration: every server is merged, none is serving; `cf.pool` is
+        // the pool of the configuration.
+        if !unsafe { session::install(cmcf, cf.pool) } {
             return Status::NGX_ERROR.0;
         }
         if let Err(message) = crl::load_all() {

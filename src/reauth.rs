@@ -1,8 +1,9 @@
 //! `auth_cert_stale reauth`: a stale request is sent back to its own URL on a new connection.
 //!
 //! nginx refuses TLS renegotiation (and TLS 1.3 and HTTP/2 have none), so the certificate can
-//! only be asked for again in a new handshake. The answer is a 307 to the same URL, after
-//! which the connection is closed; the stale session is refused at the next handshake (see
+//! only be asked for again in a new handshake. The answer is a 307 to the same URL (as nginx
+//! normalised it, on this server: see [`auth_cert_core::redirect`]), after which the
+//! connection is closed; the stale session is refused at the next handshake (see
 //! [`crate::session`]), so the client's next connection presents the certificate again.
 //!
 //! HTTP/1.x: `Connection: close`. HTTP/2: the whole connection is closed the way nginx closes
@@ -14,6 +15,7 @@
 use core::ffi::c_void;
 use core::ptr;
 
+use auth_cert_core::redirect;
 use ngx::core::Status;
 use ngx::ffi::{
     ngx_delete_posted_event, ngx_event_t, ngx_http_finalize_request, ngx_http_request_t,
@@ -90,9 +92,11 @@ fn send(r: &mut Request) -> Status {
     if !http::add_response_header(r, "Cache-Control", "no-store") {
         return Status::NGX_ERROR;
     }
-    // The header filter makes the Location absolute with the request's scheme and host, as
-    // for nginx's own redirects.
-    let location = r.unparsed_uri().as_bytes().to_vec();
-    let rc = http::send_response(r, HTTPStatus::TEMPORARY_REDIRECT, None, &location);
+    // From the normalised URI and the arguments, never the request line as sent: the
+    // Location names this server even with `absolute_redirect off` (see
+    // `auth_cert_core::redirect`). The header filter makes it absolute with the request's
+    // scheme and host, as for nginx's own redirects.
+    let location = redirect::same_server_location(r.path().as_bytes(), r.as_ref().args.as_bytes());
+    let rc = http::send_response(r, HTTPStatus::TEMPORARY_REDIRECT, None, location.as_bytes());
     http::finalize(r, rc)
 }

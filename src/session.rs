@@ -19,8 +19,9 @@
 //!   (`ssl_session_cache builtin`), which no callback can check, is not consulted where a limit
 //!   applies.
 //!
-//! Sessions are looked up before the SNI callback selects the server, in the context of the
-//! listen socket's default server, so the handshake limit of that context is the smallest
+//! Sessions are looked up in the context of the listen socket's default server (OpenSSL's
+//! `session_ctx`, which SNI does not change, even when a HelloRetryRequest makes the lookup
+//! come after the server was selected), so the handshake limit of that context is the smallest
 //! `auth_cert_max_age` of every server sharing one of its addresses; each request is then
 //! checked against its own location's limit.
 
@@ -29,8 +30,8 @@ use core::ptr;
 
 use ngx::ffi::{
     ngx_http_conf_addr_t, ngx_http_conf_port_t, ngx_http_core_main_conf_t,
-    ngx_http_core_srv_conf_t, ngx_http_ssl_module, ngx_http_ssl_srv_conf_t, ngx_time, SSL_CTX_ctrl,
-    SSL_CTX_get_timeout, SSL_CTX_get_verify_callback, SSL_CTX_get_verify_mode,
+    ngx_http_core_srv_conf_t, ngx_http_ssl_module, ngx_http_ssl_srv_conf_t, ngx_pool_t, ngx_time,
+    SSL_CTX_ctrl, SSL_CTX_get_timeout, SSL_CTX_get_verify_callback, SSL_CTX_get_verify_mode,
     SSL_CTX_sess_get_get_cb, SSL_CTX_sess_set_get_cb, SSL_CTX_set_session_ticket_cb,
     SSL_CTX_set_timeout, SSL_CTX_set_verify, SSL_SESSION_free, SSL_SESSION_get0_ticket_appdata,
     SSL_SESSION_get_time, SSL_SESSION_get_timeout, SSL_SESSION_set1_ticket_appdata,
@@ -44,13 +45,13 @@ use ngx::ffi::{
 
 use auth_cert_core::age;
 
-use crate::ex_data::Slot;
+use crate::ex_data::{self, Slot};
 
 /// nginx's shared-cache lookup, as `SSL_CTX_sess_get_get_cb` returns it.
 type GetSession =
     Option<unsafe extern "C" fn(*mut SSL, *const c_uchar, c_int, *mut c_int) -> *mut SSL_SESSION>;
 
-/// What the module keeps with one `SSL_CTX` (in its ex_data, freed with it).
+/// What the module keeps with one `SSL_CTX` (in its ex_data, freed with the configuration).
 #[derive(Default)]
 struct Hooks {
     /// nginx's verify callback, called first.
@@ -76,14 +77,16 @@ unsafe fn hooks<'a>(ctx: *const SSL_CTX) -> Option<&'a Hooks> {
     unsafe { HOOKS.get(ctx) }
 }
 
-/// The hooks of `ctx`, made on first use; only at configuration time.
+/// The hooks of `ctx`, made on first use and freed with the configuration pool `pool`; only
+/// at configuration time.
 ///
 /// # Safety
-/// `ctx` must be a live `SSL_CTX`, not used by any connection yet.
-unsafe fn hooks_mut<'a>(ctx: *mut SSL_CTX) -> Option<&'a mut Hooks> {
+/// `ctx` must be a live `SSL_CTX` of the configuration being read, not used by any connection
+/// yet, and `pool` that configuration's pool.
+unsafe fn hooks_mut<'a>(ctx: *mut SSL_CTX, pool: *mut ngx_pool_t) -> Option<&'a mut Hooks> {
     // SAFETY: caller; configuration is single-threaded and no connection uses the context
     // yet, so nothing else refers to its Hooks.
-    unsafe { HOOKS.get_or_make_mut(ctx, Hooks::default) }
+    unsafe { HOOKS.get_or_make_mut(ctx, pool, Hooks::default) }
 }
 
 /// The SSL context of a server configuration, if the server has TLS.
@@ -107,13 +110,14 @@ unsafe fn server_ctx(cscf: *const ngx_http_core_srv_conf_t) -> *mut SSL_CTX {
 /// Records a location's `auth_cert_max_age` for its server's context; called while merging.
 ///
 /// # Safety
-/// `ctx` must be null or the `SSL_CTX` of the server being merged.
-pub unsafe fn note_max_age(ctx: *mut SSL_CTX, max_age: i64) -> bool {
+/// `ctx` must be null or the `SSL_CTX` of the server being merged, `pool` the configuration's
+/// pool.
+pub unsafe fn note_max_age(ctx: *mut SSL_CTX, pool: *mut ngx_pool_t, max_age: i64) -> bool {
     if ctx.is_null() {
         return true;
     }
     // SAFETY: caller.
-    let Some(hooks) = (unsafe { hooks_mut(ctx) }) else {
+    let Some(hooks) = (unsafe { hooks_mut(ctx, pool) }) else {
         return false;
     };
     hooks.server_max_age = age::stricter(hooks.server_max_age, Some(max_age));
@@ -124,15 +128,15 @@ pub unsafe fn note_max_age(ctx: *mut SSL_CTX, max_age: i64) -> bool {
 ///
 /// # Safety
 /// Postconfiguration only: `cmcf` is the http block's core main configuration, with its
-/// servers merged.
-pub unsafe fn install(cmcf: &ngx_http_core_main_conf_t) -> bool {
+/// servers merged, and `pool` the configuration's pool.
+pub unsafe fn install(cmcf: &ngx_http_core_main_conf_t, pool: *mut ngx_pool_t) -> bool {
     // SAFETY: cmcf.servers is an array of server configuration pointers.
     let servers = unsafe { cmcf.servers.as_slice::<*mut ngx_http_core_srv_conf_t>() };
     for &cscf in servers {
         // SAFETY: a server of this configuration.
         let ctx = unsafe { server_ctx(cscf) };
         // SAFETY: a context of this configuration, not serving yet.
-        if !ctx.is_null() && !unsafe { install_on(ctx) } {
+        if !ctx.is_null() && !unsafe { install_on(ctx, pool) } {
             return false;
         }
     }
@@ -145,7 +149,7 @@ pub unsafe fn install(cmcf: &ngx_http_core_main_conf_t) -> bool {
         // SAFETY: each port's addrs is an array of ngx_http_conf_addr_t.
         for addr in unsafe { port.addrs.as_slice::<ngx_http_conf_addr_t>() } {
             // SAFETY: addresses reference servers of this configuration.
-            unsafe { limit_address(addr) };
+            unsafe { limit_address(addr, pool) };
         }
     }
     true
@@ -154,8 +158,8 @@ pub unsafe fn install(cmcf: &ngx_http_core_main_conf_t) -> bool {
 /// Gives the default server's context of `addr` the smallest limit among its servers.
 ///
 /// # Safety
-/// `addr` must be an address of the configuration being finished.
-unsafe fn limit_address(addr: &ngx_http_conf_addr_t) {
+/// `addr` must be an address of the configuration being finished, `pool` its pool.
+unsafe fn limit_address(addr: &ngx_http_conf_addr_t, pool: *mut ngx_pool_t) {
     // SAFETY: caller.
     let default_ctx = unsafe { server_ctx(addr.default_server) };
     let mut limit = None;
@@ -173,7 +177,7 @@ unsafe fn limit_address(addr: &ngx_http_conf_addr_t) {
         return;
     };
     // SAFETY: the context is live and not serving yet.
-    if let Some(hooks) = unsafe { default_ctx.as_mut().and_then(|c| hooks_mut(c)) } {
+    if let Some(hooks) = unsafe { default_ctx.as_mut().and_then(|c| hooks_mut(c, pool)) } {
         hooks.handshake_max_age = age::stricter(hooks.handshake_max_age, Some(limit));
         // SAFETY: live context, configuration time.
         unsafe {
@@ -205,10 +209,10 @@ unsafe fn limit_address(addr: &ngx_http_conf_addr_t) {
 }
 
 /// # Safety
-/// `ctx` must be a live context not serving yet.
-unsafe fn install_on(ctx: *mut SSL_CTX) -> bool {
+/// `ctx` must be a live context not serving yet, `pool` its configuration's pool.
+unsafe fn install_on(ctx: *mut SSL_CTX, pool: *mut ngx_pool_t) -> bool {
     // SAFETY: caller.
-    let Some(hooks) = (unsafe { hooks_mut(ctx) }) else {
+    let Some(hooks) = (unsafe { hooks_mut(ctx, pool) }) else {
         return false;
     };
     if hooks.installed {
@@ -341,6 +345,26 @@ unsafe extern "C" fn generate_ticket(ssl: *mut SSL, arg: *mut c_void) -> c_int {
     1
 }
 
+/// The context that holds the sessions of `ssl`: the one its connection started with, the
+/// default server's of its address, whose Hooks wrap nginx's lookup and hold the handshake
+/// limit. OpenSSL calls the session callbacks of that context (its `session_ctx`), while
+/// `SSL_get_SSL_CTX` is the server chosen by SNI once the server name is known: after a
+/// HelloRetryRequest, the second ClientHello's session lookup comes after the first one
+/// selected the server. nginx keeps that context with the connection (as its own lookup
+/// uses it); `SSL_get_SSL_CTX` only for an `SSL` that nginx did not make.
+///
+/// # Safety
+/// `ssl` must be a live `SSL` object.
+unsafe fn session_ctx(ssl: *mut SSL) -> *mut SSL_CTX {
+    // SAFETY: caller; nginx sets the connection's `ssl` before the handshake starts.
+    unsafe {
+        ex_data::connection(ssl)
+            .as_ref()
+            .and_then(|c| c.ssl.as_ref())
+            .map_or_else(|| SSL_get_SSL_CTX(ssl), |sc| sc.session_ctx)
+    }
+}
+
 /// Wraps nginx's shared-cache lookup: a session too old for the handshake limit is a miss.
 unsafe extern "C" fn get_session(
     ssl: *mut SSL,
@@ -348,10 +372,9 @@ unsafe extern "C" fn get_session(
     len: c_int,
     copy: *mut c_int,
 ) -> *mut SSL_SESSION {
-    // SAFETY: OpenSSL calls this during the handshake of `ssl`, before the server name is
-    // known, in the context the connection started with: the one whose Hooks wrap nginx's.
+    // SAFETY: OpenSSL calls this during the handshake of `ssl`, a connection of nginx.
     unsafe {
-        let Some(hooks) = hooks(SSL_get_SSL_CTX(ssl)) else {
+        let Some(hooks) = hooks(session_ctx(ssl)) else {
             return ptr::null_mut();
         };
         let Some(nginx_get) = hooks.get_session else {

@@ -1,8 +1,8 @@
 //! The client certificate of a TLS connection, read once and kept with the connection.
 //!
 //! The parsed certificate is stored in the `SSL` object's ex_data, so every request of a
-//! keep-alive connection and every stream of an HTTP/2 connection shares one parse, and
-//! OpenSSL frees it with the connection. The connections of a worker that present the same
+//! keep-alive connection and every stream of an HTTP/2 connection shares one parse; it is
+//! freed with the connection's pool (see [`crate::ex_data`]). The connections of a worker that present the same
 //! certificate share one parse too ([`ParsedCertificates`]).
 
 use core::cell::RefCell;

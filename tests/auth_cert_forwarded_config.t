@@ -31,7 +31,7 @@ my $pki = PKI->new($d);
 $pki->ca('ca');
 $t->write_file('notcert.crt', "not a certificate\n");
 
-$t->try_run('no auth_cert')->plan(11);
+$t->try_run('no auth_cert')->plan(15);
 
 ###############################################################################
 
@@ -86,6 +86,19 @@ like(config_errors($t, 'nofrom', conf('auth_cert_header X-Cert ca=ca.crt;')),
 like(config_errors($t, 'param',
 		conf('auth_cert_header X-Cert from=10.0.0.0/8 ca=ca.crt verify=off;')),
 	qr/invalid parameter "verify=off" in "auth_cert_header" directive/, 'unknown parameter');
+is(config_errors($t, 'depth', conf('auth_cert_header X-Cert from=10.0.0.0/8 ca=ca.crt depth=0;')),
+	'', 'depth=0');
+like(config_errors($t, 'baddepth',
+		conf('auth_cert_header X-Cert from=10.0.0.0/8 ca=ca.crt depth=-1;')),
+	qr/\[emerg\] invalid depth "-1", it must be a number from 0 to 100 in "auth_cert_header" directive in \S+baddepth\.conf:\d+/,
+	'negative depth');
+like(config_errors($t, 'bigdepth',
+		conf('auth_cert_header X-Cert from=10.0.0.0/8 ca=ca.crt depth=101;')),
+	qr/invalid depth "101", it must be a number from 0 to 100 in "auth_cert_header" directive/,
+	'depth too large');
+like(config_errors($t, 'twodepths',
+		conf('auth_cert_header X-Cert from=10.0.0.0/8 ca=ca.crt depth=1 depth=2;')),
+	qr/invalid parameter "depth=2" in "auth_cert_header" directive/, 'depth= twice');
 like(config_errors($t, 'name', conf('auth_cert_header X:Cert from=10.0.0.0/8 ca=ca.crt;')),
 	qr/invalid name "X:Cert" in "auth_cert_header" directive/, 'bad header name');
 like(config_errors($t, 'argcidr', conf('auth_cert_identity_arg u from=localhost;')),

@@ -6,6 +6,7 @@
 //! and its list of attributes, SAN entries, EKUs and policies in another: a few hundred bytes
 //! per certificate, whatever the number of values.
 
+use core::cell::Cell;
 use core::fmt::{self, Write as _};
 use std::collections::{HashMap, VecDeque};
 use std::rc::{Rc, Weak};
@@ -59,6 +60,103 @@ pub enum Field {
     Policy,
 }
 
+impl Field {
+    /// How the log names values of this list.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::SanEmail => "SAN email",
+            Self::SanUpn => "SAN UPN",
+            Self::SanDns => "SAN DNS",
+            Self::SanUri => "SAN URI",
+            Self::ExtendedKeyUsage => "extended key usage",
+            Self::Policy => "certificate policies",
+        }
+    }
+
+    /// Every list.
+    pub const ALL: [Field; 6] = [
+        Self::SanEmail,
+        Self::SanUpn,
+        Self::SanDns,
+        Self::SanUri,
+        Self::ExtendedKeyUsage,
+        Self::Policy,
+    ];
+
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+/// Whether `s` holds a control character (Unicode category Cc: U+0000 to U+001F, U+007F to
+/// U+009F), which could split a header or a log line. No variable ever carries one.
+pub fn has_control(s: &str) -> bool {
+    s.chars().any(char::is_control)
+}
+
+/// The kinds of value of a certificate that were left out because they hold control
+/// characters: values of the lists ([`Field`]) and the subject emailAddress as
+/// [`CertificateInfo::email`] would show it. The variables and the identity sources then show
+/// the next value, or nothing; the log says which once ([`fmt::Display`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LeftOut(u8);
+
+impl LeftOut {
+    const EMAIL_ATTRIBUTE: u8 = 1 << 7;
+
+    /// Whether nothing was left out.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// Whether values of `field` were left out.
+    pub fn contains(self, field: Field) -> bool {
+        self.0 & field.bit() != 0
+    }
+
+    /// Whether a subject emailAddress was passed over by [`CertificateInfo::email`].
+    pub fn email_attribute(self) -> bool {
+        self.0 & Self::EMAIL_ATTRIBUTE != 0
+    }
+}
+
+impl fmt::Display for LeftOut {
+    /// The kinds left out, comma-separated: `SAN email, SAN DNS`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let fields = Field::ALL
+            .into_iter()
+            .filter(|&field| self.contains(field))
+            .map(Field::name);
+        let attribute = self.email_attribute().then_some("subject emailAddress");
+        for (i, name) in fields.chain(attribute).enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            f.write_str(name)?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether the values left out of a certificate were logged: bookkeeping of the holder, not a
+/// fact of the certificate, so equal and cloned certificates do not compare or copy it.
+#[derive(Debug, Default)]
+struct Noted(Cell<bool>);
+
+impl Clone for Noted {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl PartialEq for Noted {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Noted {}
+
 /// A range of [`CertificateInfo::text`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Span {
@@ -99,6 +197,9 @@ pub struct CertificateInfo {
     pub not_after: i64,
     /// Key usage bits, when the extension is present.
     pub key_usage: Option<KeyUsageBits>,
+    /// The values left out because they hold control characters.
+    left_out: LeftOut,
+    noted: Noted,
 }
 
 impl CertificateInfo {
@@ -206,16 +307,32 @@ impl CertificateInfo {
             .map(|e| self.text(e.text))
     }
 
-    /// First e-mail address: subject emailAddress, then SAN rfc822Name.
+    /// First e-mail address: subject emailAddress, then SAN rfc822Name. Values with control
+    /// characters are passed over (SAN values are not even kept, see [`Self::left_out`]).
     pub fn email(&self) -> Option<&str> {
         self.attribute_values(OID_EMAIL)
             .chain(self.values(Field::SanEmail))
-            .find(|s| !s.is_empty())
+            .find(|s| !s.is_empty() && !has_control(s))
     }
 
     /// First UPN from the SAN.
     pub fn upn(&self) -> Option<&str> {
-        self.values(Field::SanUpn).find(|s| !s.is_empty())
+        self.values(Field::SanUpn)
+            .find(|s| !s.is_empty() && !has_control(s))
+    }
+
+    /// The values left out because they hold control characters. Subject attributes other
+    /// than emailAddress are kept: the subject escapes them, and an identity taken from one
+    /// is refused ([`crate::identity::IdentityError::Unsafe`]).
+    pub fn left_out(&self) -> LeftOut {
+        self.left_out
+    }
+
+    /// [`Self::left_out`] the first time it is asked for, when something was left out; `None`
+    /// afterwards: the log tells it once per parse (one per worker while the certificate is in
+    /// use, see [`ParsedCertificates`]), not once per request. [`Self::left_out`] still answers.
+    pub fn left_out_once(&self) -> Option<LeftOut> {
+        (!self.left_out.is_empty() && !self.noted.0.replace(true)).then_some(self.left_out)
     }
 
     /// Whether `now` (Unix seconds) is inside notBefore..=notAfter.
@@ -290,6 +407,9 @@ impl CertificateBuilder {
 
     /// A subject attribute; `value` is `None` when it is not a string type.
     pub fn attribute(&mut self, oid: &str, value: Option<&str>) -> &mut Self {
+        if oid == OID_EMAIL && value.is_some_and(has_control) {
+            self.info.left_out.0 |= LeftOut::EMAIL_ATTRIBUTE;
+        }
         let text = self.push(oid);
         let value = value.map(|v| self.push(v));
         self.entries.push(Entry {
@@ -300,8 +420,14 @@ impl CertificateBuilder {
         self
     }
 
-    /// A value of one of the lists.
+    /// A value of one of the lists; left out, and noted in [`CertificateInfo::left_out`], when
+    /// it holds a control character. A SAN value is a name as a whole: escaped, it would be
+    /// another name (and could equal the name of another certificate).
     pub fn add(&mut self, field: Field, value: &str) -> &mut Self {
+        if has_control(value) {
+            self.info.left_out.0 |= field.bit();
+            return self;
+        }
         let text = self.push(value);
         self.entries.push(Entry {
             field: Some(field),
@@ -704,6 +830,129 @@ mod tests {
             "O=tab\\09here\\0D\\0A,CN=\\#Doe\\, \\\"J\\\" \\<j\\+d\\>\\; \\\\\\ "
         );
         assert!(!info.subject().chars().any(char::is_control));
+    }
+
+    #[test]
+    fn san_values_with_control_characters_are_left_out() {
+        let mut params = CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, "crlf");
+        params.subject_alt_names = vec![
+            SanType::Rfc822Name("bob@corp\r\nX-Admin: 1".try_into().unwrap()),
+            SanType::Rfc822Name("bob@corp.example".try_into().unwrap()),
+            SanType::OtherName((
+                UPN.to_vec(),
+                OtherNameValue::Utf8String("bob\u{85}@corp".into()),
+            )),
+            SanType::OtherName((UPN.to_vec(), OtherNameValue::Utf8String("bob@corp".into()))),
+            SanType::URI("urn:a\x7fb".try_into().unwrap()),
+            SanType::URI("urn:ok".try_into().unwrap()),
+        ];
+        let info = CertificateInfo::from_der(&der(params)).unwrap();
+        assert_eq!(info.email(), Some("bob@corp.example"));
+        assert_eq!(info.upn(), Some("bob@corp"));
+        assert_eq!(info.values(Field::SanUri).collect::<Vec<_>>(), ["urn:ok"]);
+        assert_eq!(info.values(Field::SanDns).next(), None);
+        let left_out = info.left_out();
+        assert!(left_out.contains(Field::SanEmail) && left_out.contains(Field::SanUpn));
+        assert!(left_out.contains(Field::SanUri) && !left_out.contains(Field::SanDns));
+        assert!(!left_out.email_attribute());
+        assert_eq!(left_out.to_string(), "SAN email, SAN UPN, SAN URI");
+    }
+
+    #[test]
+    fn a_dns_name_with_control_characters_is_left_out() {
+        // rcgen refuses such a dNSName: write it over a placeholder of the same length.
+        let mut params = CertificateParams::default();
+        params.subject_alt_names = vec![
+            SanType::DnsName("MARKER.example".try_into().unwrap()),
+            SanType::DnsName("ok.example".try_into().unwrap()),
+        ];
+        let mut der = der(params);
+        let at = der.windows(6).position(|w| w == b"MARKER").unwrap();
+        der[at..at + 6].copy_from_slice(b"a\r\nb\x01\x7f");
+        let info = CertificateInfo::from_der(&der).unwrap();
+        assert_eq!(
+            info.values(Field::SanDns).collect::<Vec<_>>(),
+            ["ok.example"]
+        );
+        assert_eq!(info.left_out().to_string(), "SAN DNS");
+    }
+
+    #[test]
+    fn a_subject_email_with_control_characters_is_passed_over() {
+        let mut params = CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, "x");
+        params.distinguished_name.push(
+            DnType::CustomDnType(vec![1, 2, 840, 113549, 1, 9, 1]),
+            DnValue::Ia5String("x@corp\r\nX-Admin: 1".try_into().unwrap()),
+        );
+        params.subject_alt_names = vec![SanType::Rfc822Name("x@corp.example".try_into().unwrap())];
+        let info = CertificateInfo::from_der(&der(params)).unwrap();
+        assert_eq!(info.email(), Some("x@corp.example"));
+        // Kept as an attribute: the subject escapes it, an identity refuses it.
+        assert_eq!(
+            info.attribute_values(OID_EMAIL).next(),
+            Some("x@corp\r\nX-Admin: 1")
+        );
+        assert_eq!(info.subject(), "emailAddress=x@corp\\0D\\0AX-Admin: 1,CN=x");
+        assert!(info.left_out().email_attribute());
+        assert_eq!(info.left_out().to_string(), "subject emailAddress");
+    }
+
+    #[test]
+    fn what_was_left_out_is_told_once() {
+        let mut b = CertificateBuilder::default();
+        b.add(Field::SanEmail, "a\r\n@corp");
+        let info = b.build();
+        let copy = info.clone();
+        assert_eq!(
+            info.left_out_once().map(|l| l.to_string()).as_deref(),
+            Some("SAN email")
+        );
+        assert_eq!(info.left_out_once(), None);
+        assert!(info.left_out().contains(Field::SanEmail));
+        // Not a fact of the certificate: equal to, and not shared with, its copy.
+        assert_eq!(info, copy);
+        assert!(copy.left_out_once().is_some());
+        let ordinary = CertificateBuilder::default().build();
+        assert_eq!(ordinary.left_out_once(), None);
+    }
+
+    #[test]
+    fn nothing_left_out_of_an_ordinary_certificate() {
+        let mut params = CertificateParams::default();
+        params.subject_alt_names = vec![
+            SanType::Rfc822Name("a@corp.example".try_into().unwrap()),
+            SanType::DnsName("h.example".try_into().unwrap()),
+        ];
+        let info = CertificateInfo::from_der(&der(params)).unwrap();
+        assert!(info.left_out().is_empty());
+        assert_eq!(info.left_out().to_string(), "");
+        assert_eq!(
+            info.values(Field::SanDns).collect::<Vec<_>>(),
+            ["h.example"]
+        );
+    }
+
+    #[test]
+    fn no_text_of_a_certificate_holds_a_control_character() {
+        let mut b = CertificateBuilder::default();
+        b.attribute(OID_EMAIL, Some("a\tb@corp"))
+            .add(Field::SanEmail, "\u{9f}@corp")
+            .add(Field::SanUpn, "\0")
+            .add(Field::SanDns, "a\x1b.example")
+            .add(Field::SanUri, "urn:\n");
+        let info = b.build();
+        assert_eq!((info.email(), info.upn()), (None, None));
+        for field in Field::ALL {
+            assert_eq!(info.values(field).next(), None);
+        }
+        assert_eq!(
+            info.left_out().to_string(),
+            "SAN email, SAN UPN, SAN DNS, SAN URI, subject emailAddress"
+        );
     }
 
     #[test]

@@ -99,6 +99,9 @@ pub enum Tls<'a> {
         /// and so verified the certificate against this server's client CAs. Without SNI the
         /// handshake runs in the default server while `Host` may select another server.
         this_server: bool,
+        /// Whether the request arrived in TLS 1.3 early data (0-RTT), before the client
+        /// finished the handshake: anyone who captured the client's first flight can replay it.
+        early_data: bool,
     },
 }
 
@@ -153,7 +156,8 @@ impl Evaluation {
 /// Evaluates a request: a forwarded credential of a trusted peer first, else the TLS client
 /// certificate, checked against the CRLs of `auth_cert_crl` (`crl`), the policy, its validity
 /// at `now` and `auth_cert_max_age`. `forwarded` is `Err` when reading the request failed
-/// (memory).
+/// (memory). A request in early data is authenticated by nothing: neither the resumed
+/// session's certificate nor a forwarded credential, which a replay would carry as well.
 pub fn evaluate(
     settings: &Settings,
     forwarded: Result<Forwarded, ()>,
@@ -161,6 +165,12 @@ pub fn evaluate(
     crl: Option<&RevocationList>,
     now: i64,
 ) -> Evaluation {
+    if let Tls::Connection {
+        early_data: true, ..
+    } = tls
+    {
+        return Evaluation::failed(Reason::EarlyData);
+    }
     let revoked = |cert: &CertificateInfo| {
         crl.and_then(|crl| crl.check(cert))
             .map(|revocation| revocation.describe(cert))
@@ -184,6 +194,7 @@ pub fn evaluate(
             peer,
             auth_time,
             this_server,
+            early_data: _,
         } => (peer, auth_time, this_server),
         Tls::Plain => (Some(&PeerCertificate::Absent), None, true),
     };
@@ -261,6 +272,14 @@ pub fn action(settings: &Settings, outcome: &Result<Rc<str>, Reason>, satisfy_al
         }
         Err(reason) => Action::Reject(*reason),
     }
+}
+
+/// Whether the access phase writes a line of its own for `outcome` (the rejection, or the
+/// re-authentication): exactly when [`action`] rejects or re-authenticates. That line then
+/// tells what was left out of the certificate; any other request tells it on a line of its
+/// own, once ([`CertificateInfo::left_out_once`]).
+pub fn gate_logs(settings: &Settings, outcome: &Result<Rc<str>, Reason>) -> bool {
+    settings.mode() == Mode::On && outcome.is_err()
 }
 
 /// How a rejected request is answered.
@@ -354,7 +373,80 @@ mod tests {
             peer: Some(peer),
             auth_time,
             this_server,
+            early_data: false,
         }
+    }
+
+    fn early(peer: &PeerCertificate) -> Tls<'_> {
+        Tls::Connection {
+            peer: Some(peer),
+            auth_time: Some(NOW),
+            this_server: true,
+            early_data: true,
+        }
+    }
+
+    #[test]
+    fn early_data_is_never_authenticated() {
+        let peer = PeerCertificate::Verified(Verified::new(cert("alice")));
+        for mode in ["on", "optional"] {
+            let s = settings(&[(Directive::AuthCert, &[mode])]);
+            let e = evaluate(&s, Ok(Forwarded::Nothing), early(&peer), NOW);
+            assert_eq!(e.outcome, Err(Reason::EarlyData));
+            assert!(!e.trusted);
+            assert!(e.trusted_cert().is_none());
+            assert_eq!((e.source, e.auth_time, e.age), (None, None, None));
+        }
+        let on = settings(&[(Directive::AuthCert, &["on"])]);
+        let e = evaluate(&on, Ok(Forwarded::Nothing), early(&peer), NOW);
+        assert_eq!(
+            action(&on, &e.outcome, true),
+            Action::Reject(Reason::EarlyData)
+        );
+        // Not even under `auth_cert_stale reauth`: a stale session in early data is refused,
+        // never redirected.
+        let aged = settings(&[(Directive::AuthCert, &["on"]), (Directive::MaxAge, &["60"])]);
+        let old = Tls::Connection {
+            peer: Some(&peer),
+            auth_time: Some(NOW - 3600),
+            this_server: true,
+            early_data: true,
+        };
+        let e = evaluate(&aged, Ok(Forwarded::Nothing), old, NOW);
+        assert_eq!(
+            action(&aged, &e.outcome, true),
+            Action::Reject(Reason::EarlyData)
+        );
+        let optional = settings(&[(Directive::AuthCert, &["optional"])]);
+        assert_eq!(action(&optional, &e.outcome, true), Action::Decline);
+        // A forwarded credential in early data is replayable as well.
+        let forwarded = Forwarded::Evaluated(Credential {
+            source: Source::Header,
+            cert: Some(cert("bob")),
+            outcome: Ok("bob".into()),
+            detail: None,
+        });
+        let e = evaluate(&on, Ok(forwarded), early(&peer), NOW);
+        assert_eq!(e.outcome, Err(Reason::EarlyData));
+        assert!(e.trusted_cert().is_none());
+        // 425 with the module's body; the connection stays open for the retry after the
+        // handshake.
+        let r = rejection(Reason::EarlyData, true, |_| false);
+        assert_eq!(
+            (r.code, r.wire_status(), r.close_connection),
+            (425, 425, false)
+        );
+        assert_eq!(
+            r.body.as_deref(),
+            Some(
+                "auth_cert: early_data: the request was sent in TLS early data, send it again \
+                 after the handshake\n"
+            )
+        );
+        let r = rejection(Reason::EarlyData, true, |code| code == 425);
+        assert_eq!((r.code, r.body), (425, None));
+        let r = rejection(Reason::EarlyData, false, |_| false);
+        assert_eq!((r.code, r.body), (403, None));
     }
 
     #[test]
@@ -415,6 +507,7 @@ mod tests {
             peer: None,
             auth_time: None,
             this_server: true,
+            early_data: false,
         };
         let e = evaluate(&s, Ok(Forwarded::Nothing), unkept, NOW);
         assert_eq!(e.outcome, Err(Reason::Internal));
@@ -536,6 +629,33 @@ mod tests {
         for mode in ["optional", "off"] {
             let s = settings(&[(Directive::AuthCert, &[mode])]);
             assert_eq!(action(&s, &Err(Reason::NoCert), true), Action::Decline);
+        }
+    }
+
+    #[test]
+    fn the_gate_logs_exactly_when_it_rejects_or_reauthenticates() {
+        let outcomes = [
+            Ok(Rc::from("alice")),
+            Err(Reason::Stale),
+            Err(Reason::Identity),
+        ];
+        for mode in ["on", "optional", "off"] {
+            for stale in ["reauth", "reject"] {
+                let s = settings(&[
+                    (Directive::AuthCert, &[mode]),
+                    (Directive::MaxAge, &["60"]),
+                    (Directive::Stale, &[stale]),
+                ]);
+                for outcome in &outcomes {
+                    for satisfy_all in [true, false] {
+                        let logs = matches!(
+                            action(&s, outcome, satisfy_all),
+                            Action::Reject(_) | Action::Reauthenticate
+                        );
+                        assert_eq!(gate_logs(&s, outcome), logs, "{mode} {stale} {outcome:?}");
+                    }
+                }
+            }
         }
     }
 

@@ -302,6 +302,33 @@ mod tests {
     }
 
     #[test]
+    fn san_values_with_control_characters_give_way_to_the_next() {
+        let mut b = builder(&[(OID_EMAIL, "dn@corp\r\nX-Admin: 1")]);
+        b.add(Field::SanDns, "bad\r\n.example")
+            .add(Field::SanDns, "good.example")
+            .add(Field::SanUri, "urn:\x7f")
+            .add(Field::SanEmail, "san@corp")
+            .add(Field::SanUpn, "u\x01@corp");
+        let c = b.build();
+        let source = |word| [IdentitySource::parse(word).unwrap()];
+        assert_eq!(resolve(&source("san_dns"), None, &c), Ok("good.example"));
+        assert_eq!(resolve(&source("email"), None, &c), Ok("san@corp"));
+        assert_eq!(
+            resolve(&source("san_uri"), None, &c),
+            Err(IdentityError::NoValue)
+        );
+        assert_eq!(
+            resolve(&source("upn"), None, &c),
+            Err(IdentityError::NoValue)
+        );
+        // The attribute itself, by OID, is refused as before.
+        assert_eq!(
+            resolve(&source("oid:1.2.840.113549.1.9.1"), None, &c),
+            Err(IdentityError::Unsafe)
+        );
+    }
+
+    #[test]
     fn non_ascii_identity_is_kept_as_utf8() {
         let c = cert(&[(OID_CN, "Zoë Ørsted")]);
         assert_eq!(resolve(&DEFAULT_SOURCES, None, &c), Ok("Zoë Ørsted"));

@@ -13,6 +13,7 @@ pub mod directive;
 pub mod forwarded;
 pub mod identity;
 pub mod policy;
+pub mod redirect;
 pub mod revocation;
 pub mod settings;
 pub mod time;

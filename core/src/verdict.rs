@@ -55,6 +55,10 @@ pub enum Reason {
     /// A forwarded certificate came from a peer outside the trusted networks, and nothing
     /// else authenticates the request.
     Network,
+    /// The request arrived in TLS 1.3 early data (0-RTT), which anyone who captured it can
+    /// replay: never authenticated, answered `425 Too Early` (RFC 8470) so that the client
+    /// sends it again after the handshake.
+    EarlyData,
     /// An internal failure (memory), never the client's fault.
     Internal,
 }
@@ -75,6 +79,7 @@ impl Reason {
             Self::Header => "header",
             Self::Revoked => "revoked",
             Self::Network => "network",
+            Self::EarlyData => "early_data",
             Self::Internal => "internal",
         }
     }
@@ -87,6 +92,7 @@ impl Reason {
             | Self::Parse
             | Self::Header
             | Self::Network
+            | Self::EarlyData
             | Self::Revoked => Status::Invalid,
             Self::Identity | Self::Eku | Self::KeyUsage | Self::Policy | Self::Issuer => {
                 Status::Denied
@@ -98,12 +104,13 @@ impl Reason {
 
     /// The status code handed to nginx: 496 and 495 keep nginx's meaning for a missing or
     /// unverified certificate (sent as 400, catchable with `error_page 495 496`), 403 for a
-    /// certificate the policy refuses.
+    /// certificate the policy refuses, 425 Too Early for a request in early data.
     pub fn http_status(self) -> u16 {
         match self {
             Self::NoCert => 496,
             Self::Verify => 495,
             Self::Stale => 401,
+            Self::EarlyData => 425,
             Self::Internal => 500,
             _ => 403,
         }
@@ -124,6 +131,9 @@ impl Reason {
             Self::Stale => "the client certificate authentication is older than allowed",
             Self::Header => "the forwarded client certificate is malformed or does not verify",
             Self::Network => "a forwarded client certificate is not accepted from this address",
+            Self::EarlyData => {
+                "the request was sent in TLS early data, send it again after the handshake"
+            }
             Self::Revoked => "the client certificate is revoked",
             Self::Internal => "internal error",
         }
@@ -136,6 +146,15 @@ pub fn wire_status(code: u16) -> u16 {
     match code {
         495 | 496 => 400,
         other => other,
+    }
+}
+
+/// The HTTP/1.x status line of a code the module sends that nginx has no reason phrase for
+/// (nginx 1.28 leaves 425 without one).
+pub fn status_line(code: u16) -> Option<&'static str> {
+    match code {
+        425 => Some("425 Too Early"),
+        _ => None,
     }
 }
 
@@ -154,6 +173,7 @@ mod tests {
         assert_eq!(Reason::Stale.status(), Status::Stale);
         assert_eq!(Reason::Header.status(), Status::Invalid);
         assert_eq!(Reason::Network.status(), Status::Invalid);
+        assert_eq!(Reason::EarlyData.status(), Status::Invalid);
         assert_eq!(Reason::Revoked.status(), Status::Invalid);
     }
 
@@ -165,6 +185,10 @@ mod tests {
         assert_eq!(Reason::Stale.http_status(), 401);
         assert_eq!(Reason::Header.http_status(), 403);
         assert_eq!(Reason::Network.http_status(), 403);
+        assert_eq!(Reason::EarlyData.http_status(), 425);
+        assert_eq!(wire_status(425), 425);
+        assert_eq!(status_line(425), Some("425 Too Early"));
+        assert_eq!(status_line(403), None);
         assert_eq!(Reason::Revoked.http_status(), 403);
         assert_eq!(wire_status(496), 400);
         assert_eq!(wire_status(495), 400);
@@ -186,6 +210,7 @@ mod tests {
             Reason::Stale,
             Reason::Header,
             Reason::Network,
+            Reason::EarlyData,
             Reason::Revoked,
             Reason::Internal,
         ] {

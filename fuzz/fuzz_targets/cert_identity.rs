@@ -12,13 +12,15 @@ use auth_cert_core::{cert, policy};
 use std::cell::RefCell;
 use std::sync::OnceLock;
 
-use auth_cert_core::identity::{IdentityRegex, IdentitySource};
+use auth_cert_core::cert::Field;
+use auth_cert_core::identity::{self, IdentityRegex, IdentitySource};
 use auth_cert_core::policy::Policy;
 
-fn policies() -> &'static [Policy] {
-    static POLICIES: OnceLock<Vec<Policy>> = OnceLock::new();
-    POLICIES.get_or_init(|| {
-        let all = [
+/// Every identity source, and an `oid:` one for serialNumber and one for emailAddress.
+fn sources() -> &'static [IdentitySource] {
+    static SOURCES: OnceLock<Vec<IdentitySource>> = OnceLock::new();
+    SOURCES.get_or_init(|| {
+        [
             "uid",
             "cn",
             "email",
@@ -29,10 +31,18 @@ fn policies() -> &'static [Policy] {
             "fingerprint",
             "subject",
             "oid:2.5.4.5",
+            "oid:1.2.840.113549.1.9.1",
         ]
         .iter()
         .map(|w| IdentitySource::parse(w).expect("valid source"))
-        .collect::<Vec<_>>();
+        .collect()
+    })
+}
+
+fn policies() -> &'static [Policy] {
+    static POLICIES: OnceLock<Vec<Policy>> = OnceLock::new();
+    POLICIES.get_or_init(|| {
+        let all = sources().to_vec();
         let smartcard = Policy {
             sources: Some(vec![IdentitySource::Cn]),
             identity_regex: Some(IdentityRegex::new(r"\.(?<id>\d{10})$").expect("regex")),
@@ -89,9 +99,26 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(shared) = &shared {
             PARSED.with(|parsed| parsed.borrow_mut().keep(shared));
         }
+        // Every text a variable ($auth_cert_*) or a log line shows.
         check_printable("subject", info.subject());
         check_printable("issuer", info.issuer());
         check_printable("serial", info.serial());
+        check_printable("fingerprint", info.fingerprint_hex());
+        assert_eq!(info.fingerprint_hex().len(), 64);
+        check_printable("email", info.email().unwrap_or_default());
+        check_printable("upn", info.upn().unwrap_or_default());
+        check_printable("left out", &info.left_out().to_string());
+        for field in Field::ALL {
+            for value in info.values(field) {
+                check_printable(field.name(), value);
+            }
+        }
+        // Each identity source alone: a value with control characters is never an identity.
+        for source in sources() {
+            if let Ok(identity) = identity::resolve(core::slice::from_ref(source), None, &info) {
+                check_printable(&source.to_string(), identity);
+            }
+        }
         for policy in policies() {
             for now in [info.not_before, info.not_after, 0] {
                 if let Ok(identity) = policy.evaluate(&info, now) {
@@ -100,7 +127,6 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
         }
-        let _ = (info.email(), info.upn());
     }
     let _ = trusted::ArgSource::identity(data).map(|id| check_printable("argument", &id));
 });

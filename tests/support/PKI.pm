@@ -12,7 +12,9 @@ package PKI;
 #       ext => ['extendedKeyUsage = clientAuth']);
 #
 # Each name gives NAME.crt and NAME.key in the directory; a CA also gets its own database.
-# Dates: `days` (default 30) or `start`/`end` in openssl's YYYYMMDDHHMMSSZ form.
+# Dates: `days` (default 30) or `start`/`end` in openssl's YYYYMMDDHHMMSSZ form. Keys: `key`
+# 'ec' (P-256, the default), 'rsa' (2048 bits) or 'rsaBITS' ('rsa1024'). The issuer signs
+# with SHA-256 unless `md` names another digest ('sha1').
 
 use strict;
 use warnings;
@@ -49,8 +51,9 @@ sub keygen {
 	my ($self, $name, $type) = @_;
 	$type //= 'ec';
 	my $key = $self->path("$name.key");
-	if ($type eq 'rsa') {
-		$self->run_openssl("genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out $key");
+	if ($type =~ /^rsa(\d*)$/) {
+		my $bits = $1 || 2048;
+		$self->run_openssl("genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:$bits -out $key");
 	} else {
 		$self->run_openssl("genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out $key");
 	}
@@ -112,7 +115,8 @@ sub dates {
 	my (%opts) = @_;
 	my $start = $opts{start} // when(-60);
 	my $end = $opts{end} // when(($opts{days} // 30) * 86400);
-	return "-startdate $start -enddate $end";
+	my $md = defined $opts{md} ? " -md $opts{md}" : '';
+	return "-startdate $start -enddate $end$md";
 }
 
 # A CA: self-signed without `issuer`, an intermediate with one.

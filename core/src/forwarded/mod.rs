@@ -56,7 +56,7 @@ impl Source {
     }
 }
 
-/// `auth_cert_header name from=cidr... ca=file`.
+/// `auth_cert_header name from=cidr... ca=file [depth=n]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeaderSource {
     /// Header name as written; matched without regard to case.
@@ -64,7 +64,17 @@ pub struct HeaderSource {
     pub from: TrustedNetworks,
     /// The CA file, as written (nginx resolves it against its configuration prefix).
     pub ca: String,
+    /// The most intermediate CAs a chain may have between the client certificate and the
+    /// trust anchor, as nginx's `ssl_verify_depth` counts (OpenSSL's verify depth).
+    pub depth: u32,
 }
+
+/// `depth=` of `auth_cert_header` when not written: the usual smartcard chain (client
+/// certificate, issuing CA, root) and one more intermediate.
+pub const DEFAULT_HEADER_DEPTH: u32 = 2;
+
+/// The largest `depth=`: OpenSSL's own default limit.
+pub const MAX_HEADER_DEPTH: u32 = 100;
 
 /// `auth_cert_identity_arg name from=cidr...`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +91,7 @@ impl HeaderSource {
         let (name, rest) = split_name(args)?;
         let mut from = TrustedNetworks::default();
         let mut ca = None;
+        let mut depth = None;
         for word in rest {
             if let Some(value) = word.strip_prefix("from=") {
                 from.push(value)?;
@@ -89,6 +100,11 @@ impl HeaderSource {
                     return Err(format!("invalid parameter \"{word}\""));
                 }
                 ca = Some(value.to_owned());
+            } else if let Some(value) = word.strip_prefix("depth=") {
+                if depth.is_some() {
+                    return Err(format!("invalid parameter \"{word}\""));
+                }
+                depth = Some(parse_depth(value)?);
             } else {
                 return Err(format!("invalid parameter \"{word}\""));
             }
@@ -97,8 +113,24 @@ impl HeaderSource {
             return Err("missing \"from=\" parameter".into());
         }
         let ca = ca.ok_or("missing \"ca=\" parameter")?;
-        Ok(Self { name, from, ca })
+        Ok(Self {
+            name,
+            from,
+            ca,
+            depth: depth.unwrap_or(DEFAULT_HEADER_DEPTH),
+        })
     }
+}
+
+/// The value of `depth=`: a decimal number from 0 to [`MAX_HEADER_DEPTH`].
+fn parse_depth(value: &str) -> Result<u32, String> {
+    value
+        .parse::<u32>()
+        .ok()
+        .filter(|d| value.bytes().all(|b| b.is_ascii_digit()) && *d <= MAX_HEADER_DEPTH)
+        .ok_or_else(|| {
+            format!("invalid depth \"{value}\", it must be a number from 0 to {MAX_HEADER_DEPTH}")
+        })
 }
 
 impl ArgSource {
@@ -257,12 +289,39 @@ mod tests {
         .unwrap();
         assert_eq!(h.name, "X-Client-Cert");
         assert_eq!(h.ca, "certs/lb-ca.crt");
+        assert_eq!(h.depth, DEFAULT_HEADER_DEPTH);
         assert!(h.from.contains(ip("10.1.2.3")));
         assert!(h.from.contains(ip("2001:db8::1")));
         assert!(h.from.contains(ip("192.0.2.7")));
         assert!(!h.from.contains(ip("192.0.2.8")));
         assert!(h.from.contains(ip("::ffff:10.9.9.9")));
         assert!(!h.from.contains(ip("127.0.0.1")));
+    }
+
+    #[test]
+    fn header_depth() {
+        let depth = |d: &str| HeaderSource::parse(&["X", "from=::1", "ca=a", d]).map(|h| h.depth);
+        assert_eq!(depth("depth=0"), Ok(0));
+        assert_eq!(depth("depth=1"), Ok(1));
+        assert_eq!(depth("depth=3"), Ok(3));
+        assert_eq!(depth("depth=100"), Ok(100));
+        assert_eq!(
+            HeaderSource::parse(&["X", "depth=1", "from=::1", "ca=a"]).map(|h| h.depth),
+            Ok(1)
+        );
+        for bad in ["", "-1", "+1", "101", "1.5", "x", " 1", "4294967296", "0x2"] {
+            assert_eq!(
+                depth(&format!("depth={bad}")),
+                Err(format!(
+                    "invalid depth \"{bad}\", it must be a number from 0 to 100"
+                )),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            HeaderSource::parse(&["X", "from=::1", "ca=a", "depth=1", "depth=2"]).unwrap_err(),
+            "invalid parameter \"depth=2\""
+        );
     }
 
     #[test]
