@@ -18,17 +18,20 @@ use std::os::unix::fs::MetadataExt;
 use std::rc::Rc;
 
 use ngx::ffi::{
-    d2i_X509_CRL, i2d_X509, ngx_conf_full_name, ngx_conf_t, ngx_log_t, ngx_str_t, ERR_clear_error,
-    OPENSSL_sk_num, OPENSSL_sk_value, X509_CRL_free, X509_CRL_get_issuer, X509_CRL_verify,
-    X509_NAME_cmp, X509_OBJECT_get0_X509, X509_STORE_free, X509_STORE_get0_objects,
-    X509_STORE_up_ref, X509_get0_pubkey, X509_get_subject_name, NGX_LOG_ERR, NGX_LOG_NOTICE,
-    NGX_LOG_WARN, NGX_OK, X509, X509_OBJECT, X509_STORE,
+    d2i_X509_CRL, i2d_X509, ngx_conf_full_name, ngx_conf_t, ngx_cycle, ngx_log_t, ngx_str_t,
+    ngx_time, ERR_clear_error, OPENSSL_sk_num, OPENSSL_sk_value, SSL_SESSION_get0_peer,
+    X509_CRL_free, X509_CRL_get_issuer, X509_CRL_verify, X509_NAME_cmp, X509_OBJECT_get0_X509,
+    X509_STORE_free, X509_STORE_get0_objects, X509_STORE_up_ref, X509_get0_pubkey,
+    X509_get_subject_name, NGX_LOG_ERR, NGX_LOG_INFO, NGX_LOG_NOTICE, NGX_LOG_WARN, NGX_OK, SSL,
+    SSL_SESSION, X509, X509_OBJECT, X509_STORE,
 };
 use ngx::ngx_log_error;
 
 use auth_cert_core::directive::Directive;
 use auth_cert_core::revocation::{pem_crls, utc_text, Crl, RevocationList};
 use auth_cert_core::settings::CrlSource;
+
+use crate::{ex_data, tls};
 
 /// A CA store a CRL file trusts, with a reference of its own.
 #[derive(Debug)]
@@ -140,19 +143,65 @@ pub fn register(
     Ok(file)
 }
 
-/// Reads and verifies every file of the configuration (postconfiguration). The error names
-/// the directive and the file.
-pub fn load_all() -> Result<(), String> {
+/// Reads and verifies every file of the configuration (postconfiguration), and returns them.
+/// The error names the directive and the file.
+pub fn load_all() -> Result<Vec<Rc<CrlFile>>, String> {
     let files: Vec<Rc<CrlFile>> =
         LOADING.with(|files| files.borrow_mut().drain().map(|(_, f)| f).collect());
-    for file in files {
+    for file in &files {
         let (list, stamp) = file
             .read()
             .map_err(|e| format!("\"{}\" \"{}\": {e}", Directive::Crl.name(), file.path))?;
         *file.list.borrow_mut() = Rc::new(list);
         file.stamp.set(Some(stamp));
     }
-    Ok(())
+    Ok(files)
+}
+
+/// Whether a session offered for resumption on `ssl` holds a client certificate that one of
+/// `files` revokes; then its resumption is refused, so that the client makes a full handshake
+/// (logged at `info`). Every CRL file of the configuration counts: a refused resumption only
+/// costs a full handshake, after which each request is checked against its location's CRLs.
+///
+/// # Safety
+/// `ssl` must be a live connection in its handshake and `session` a live session.
+pub unsafe fn session_revoked(
+    files: &[Rc<CrlFile>],
+    ssl: *mut SSL,
+    session: *mut SSL_SESSION,
+) -> bool {
+    if files.is_empty() || session.is_null() {
+        return false;
+    }
+    // SAFETY: caller; the certificate stays owned by the session.
+    let peer = unsafe { SSL_SESSION_get0_peer(session) };
+    if peer.is_null() {
+        return false;
+    }
+    let Some(info) = der_of(peer).and_then(|der| tls::parse(&der)) else {
+        return false;
+    };
+    // SAFETY: caller: a connection of nginx has its ngx_connection_t, whose log lives as long
+    // as it; else the cycle's log.
+    let log = unsafe {
+        ex_data::connection(ssl)
+            .as_ref()
+            .map_or_else(|| (*ngx_cycle).log, |c| c.log)
+    };
+    let now = ngx_time();
+    let Some(revocation) = files
+        .iter()
+        .find_map(|file| file.current(log, now).check(&info))
+    else {
+        return false;
+    };
+    ngx_log_error!(
+        NGX_LOG_INFO,
+        log,
+        "auth_cert: session not resumed: {}",
+        revocation.describe(&info)
+    );
+    true
 }
 
 impl CrlFile {
@@ -276,7 +325,7 @@ impl CrlFile {
                             && X509_CRL_verify(crl, X509_get0_pubkey(ca)) == 1
                     };
                 if verified {
-                    found = ca_der(ca);
+                    found = der_of(ca);
                     if found.is_some() {
                         break 'stores;
                     }
@@ -293,7 +342,7 @@ impl CrlFile {
 }
 
 /// The DER encoding of a certificate.
-fn ca_der(cert: *mut X509) -> Option<Vec<u8>> {
+fn der_of(cert: *mut X509) -> Option<Vec<u8>> {
     // SAFETY: a live certificate; with a null output, i2d_X509 returns the length only.
     let len = usize::try_from(unsafe { i2d_X509(cert, ptr::null_mut()) }).ok()?;
     let mut der = vec![0u8; len];

@@ -75,13 +75,16 @@ impl HttpModule for Module {
         if slot.is_null() || !tls::PEERS.init() || !token::init() {
             return Status::NGX_ERROR.0;
         }
+        let crl_files = match crl::load_all() {
+            Ok(files) => files,
+            Err(message) => {
+                ngx::ngx_log_error!(ngx::ffi::NGX_LOG_EMERG, cf.log, "{}", message);
+                return Status::NGX_ERROR.0;
+            }
+        };
         // SAFETY: postconfiguration: every server is merged, none is serving; `cf.pool` is
         // the pool of the configuration.
-        if !unsafe { session::install(cmcf, cf.pool) } {
-            return Status::NGX_ERROR.0;
-        }
-        if let Err(message) = crl::load_all() {
-            ngx::ngx_log_error!(ngx::ffi::NGX_LOG_EMERG, cf.log, "{}", message);
+        if !unsafe { session::install(cmcf, cf.pool, &crl_files) } {
             return Status::NGX_ERROR.0;
         }
         // SAFETY: `slot` is a fresh element of the array.

@@ -71,6 +71,23 @@ http {
         }
     }
 
+    # Sessions resumed from nginx's shared cache only.
+    server {
+        listen       127.0.0.1:8444 ssl;
+        server_name  localhost;
+
+        ssl_client_certificate ca.crt;
+        ssl_verify_client optional;
+        ssl_session_cache shared:SSL:1m;
+        ssl_session_tickets off;
+
+        auth_cert on;
+
+        location / {
+            proxy_pass http://127.0.0.1:8081/;
+        }
+    }
+
     # The load balancer's network is 127.0.0.0/8 here.
     server {
         listen       127.0.0.1:8080;
@@ -128,7 +145,7 @@ sub install {
 
 install('crl-empty.pem');
 
-$t->try_run('no auth_cert_crl')->plan(24);
+$t->try_run('no auth_cert_crl')->plan(33);
 
 ###############################################################################
 
@@ -139,9 +156,25 @@ my $escaped = $pki->escaped('client.crt');
 # Waits past the refresh interval of the workers.
 sub past_refresh { select undef, undef, undef, 1.5; }
 
+# Sessions to resume after the revocation: tickets (TLS 1.2 and 1.3) and the shared cache,
+# of the certificate to be revoked and of another one.
 require IO::Socket::SSL;
-my $cache = IO::Socket::SSL::Session_Cache->new(4);
-my $tls = connect_tls(8443, cert => 'client', version => 'TLSv1_2', cache => $cache);
+my @sessions = map {
+	my ($name, $port, $version, $cert) = @$_;
+	my $cache = IO::Socket::SSL::Session_Cache->new(4);
+	my $s = connect_tls($port, cert => $cert, version => $version, cache => $cache);
+	# read a response: a TLS 1.3 ticket comes after the handshake
+	my $r = request($s, '/');
+	# (kept open: a connection dropped without a shutdown makes its session unusable)
+	{ name => $name, port => $port, version => $version, cert => $cert, cache => $cache,
+		status => status($r), socket => $s };
+} (['TLS 1.2 ticket', 8443, 'TLSv1_2', 'client'], ['TLS 1.3 ticket', 8443, 'TLSv1_3', 'client'],
+	['TLS 1.2 shared cache', 8444, 'TLSv1_2', 'client'],
+	['TLS 1.3 ticket of another certificate', 8443, 'TLSv1_3', 'other'],
+	['TLS 1.2 shared cache of another certificate', 8444, 'TLSv1_2', 'other']);
+is(join(' ', map { $_->{status} } @sessions), '200 200 200 200 200', 'sessions made');
+
+my $tls = connect_tls(8443, cert => 'client');
 my $r = request($tls, '/');
 is(status($r), 200, 'keep-alive TLS: good certificate passes');
 
@@ -182,10 +215,16 @@ like(body($r), qr/^auth_cert: revoked: /m, 'keep-alive forwarded: body');
 like(get('/', cert => 'other'), qr/identity=bob reason=\n/, 'another certificate passes');
 is(status(get('/', cert => 'client')), 403, 'revoked on a new connection');
 
-# A session of the certificate resumed after the revocation: its requests are refused too.
-my $resumed = connect_tls(8443, cert => 'client', version => 'TLSv1_2', cache => $cache);
-ok($resumed && $resumed->get_session_reused, 'session of the revoked certificate resumed');
-is(status(request($resumed, '/')), 403, 'resumed session: revoked');
+# The sessions of the revoked certificate are not resumed: the full handshake that follows
+# presents the certificate, which the request then meets revoked. Other sessions resume.
+for my $c (@sessions) {
+	my $s = connect_tls($c->{port}, cert => $c->{cert}, version => $c->{version},
+		cache => $c->{cache});
+	my $revoked = $c->{cert} eq 'client';
+	is($s && $s->get_session_reused ? 'resumed' : 'full', $revoked ? 'full' : 'resumed',
+		"$c->{name}: " . ($revoked ? 'not resumed' : 'resumed'));
+	is(status(request($s, '/')), $revoked ? 403 : 200, "$c->{name}: request");
+}
 
 SKIP: {
 	skip 'curl without HTTP/2', 3 unless $h2;
