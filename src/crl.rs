@@ -22,8 +22,8 @@ use ngx::ffi::{
     ngx_time, ERR_clear_error, OPENSSL_sk_num, OPENSSL_sk_value, SSL_SESSION_get0_peer,
     X509_CRL_free, X509_CRL_get_issuer, X509_CRL_verify, X509_NAME_cmp, X509_OBJECT_get0_X509,
     X509_STORE_free, X509_STORE_get0_objects, X509_STORE_up_ref, X509_get0_pubkey,
-    X509_get_subject_name, NGX_LOG_ERR, NGX_LOG_INFO, NGX_LOG_NOTICE, NGX_LOG_WARN, NGX_OK, SSL,
-    SSL_SESSION, X509, X509_OBJECT, X509_STORE,
+    X509_get_key_usage, X509_get_subject_name, KU_CRL_SIGN, NGX_LOG_ERR, NGX_LOG_INFO,
+    NGX_LOG_NOTICE, NGX_LOG_WARN, NGX_OK, SSL, SSL_SESSION, X509, X509_OBJECT, X509_STORE,
 };
 use ngx::ngx_log_error;
 
@@ -317,10 +317,13 @@ impl CrlFile {
                 let ca: *mut X509 = unsafe {
                     X509_OBJECT_get0_X509(OPENSSL_sk_value(objects, i).cast::<X509_OBJECT>())
                 };
-                // SAFETY: a certificate of the store and the CRL parsed above, both live.
+                // SAFETY: a certificate of the store and the CRL parsed above, both live. A CA
+                // whose key usage extension lacks cRLSign does not sign CRLs (RFC 5280
+                // 4.2.1.3); X509_get_key_usage is all bits without the extension.
                 let verified = !ca.is_null()
                     && unsafe {
                         X509_NAME_cmp(X509_get_subject_name(ca), X509_CRL_get_issuer(crl)) == 0
+                            && X509_get_key_usage(ca) & KU_CRL_SIGN != 0
                             && !X509_get0_pubkey(ca).is_null()
                             && X509_CRL_verify(crl, X509_get0_pubkey(ca)) == 1
                     };

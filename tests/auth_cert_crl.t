@@ -124,6 +124,9 @@ $pki->cert('client', issuer => 'ca', subject => '/CN=alice');
 $pki->cert('other', issuer => 'ca', subject => '/CN=bob');
 # Another CA with the same name: its CRLs must not verify.
 $pki->ca('evil', subject => '/CN=Test Root CA');
+# A trusted CA whose key usage does not allow signing CRLs.
+$pki->ca('nosign', subject => '/CN=No CRL Sign CA', key_usage => 'critical, keyCertSign');
+$pki->bundle('trusted.pem', 'ca.crt', 'nosign.crt');
 
 $pki->crl('crl-empty.pem', issuer => 'ca');
 $pki->revoke('client', issuer => 'ca', reason => 'keyCompromise');
@@ -131,6 +134,7 @@ $pki->crl('crl-revoked.pem', issuer => 'ca');
 $pki->crl('crl-outdated.pem', issuer => 'ca',
 	last_update => PKI::when(-7200), next_update => PKI::when(-3600));
 $pki->crl('crl-evil.pem', issuer => 'evil');
+$pki->crl('crl-nosign.pem', issuer => 'nosign');
 $t->write_file('slow.txt', 'x' x 3000);
 
 # Replaces crl.pem at once, as a CRL publisher should. (Not with $t: a named sub closing over
@@ -145,7 +149,7 @@ sub install {
 
 install('crl-empty.pem');
 
-$t->try_run('no auth_cert_crl')->plan(33);
+$t->try_run('no auth_cert_crl')->plan(35);
 
 ###############################################################################
 
@@ -266,6 +270,13 @@ $t->write_file('evil.conf.pem', $pki->pem('crl-evil.pem'));
 my $err = config_errors($t, 'evil', $conf =~ s/crl\.pem/evil.conf.pem/r);
 like($err, qr/"auth_cert_crl" "[^"]*evil\.conf\.pem": the CRL of "CN=Test Root CA" does not verify against the trusted CAs/,
 	'nginx -t: CRL signed by an untrusted key');
+
+my $trusted = $conf =~ s/ssl_client_certificate ca\.crt/ssl_client_certificate trusted.pem/gr;
+$err = config_errors($t, 'nosign', $trusted =~ s/crl\.pem/crl-nosign.pem/r);
+like($err, qr/"auth_cert_crl" "[^"]*crl-nosign\.pem": the CRL of "CN=No CRL Sign CA" does not verify against the trusted CAs/,
+	'nginx -t: CRL of a CA without cRLSign');
+is(config_errors($t, 'trusted', $trusted =~ s/crl\.pem/crl-revoked.pem/r), '',
+	'nginx -t: CRL of a trusted CA');
 
 $t->write_file('garbage.pem', "-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n");
 $err = config_errors($t, 'garbage', $conf =~ s/crl\.pem/garbage.pem/r);

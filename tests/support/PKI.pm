@@ -119,14 +119,15 @@ sub dates {
 	return "-startdate $start -enddate $end$md";
 }
 
-# A CA: self-signed without `issuer`, an intermediate with one.
+# A CA: self-signed without `issuer`, an intermediate with one. `key_usage` replaces the
+# value of its keyUsage extension (keyCertSign and cRLSign).
 sub ca {
 	my ($self, $name, %opts) = @_;
 	my $subject = $opts{subject} // "/CN=$name";
 	$self->keygen($name, $opts{key});
 	$self->write_config($name);
 	my @ext = ('basicConstraints = critical, CA:true',
-		'keyUsage = critical, keyCertSign, cRLSign',
+		'keyUsage = ' . ($opts{key_usage} // 'critical, keyCertSign, cRLSign'),
 		'subjectKeyIdentifier = hash',
 		@{ $opts{ext} // [] });
 	my $ext = $self->extfile($name, @ext);
