@@ -22,7 +22,7 @@ from urllib.parse import unquote
 import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import NameOID
 
 with open(os.environ["LOGIN_KEY"], "rb") as key_file:
     KEY = serialization.load_pem_private_key(key_file.read(), password=None)
@@ -33,6 +33,7 @@ TRUSTED = [
     for net in os.environ.get("LOGIN_TRUSTED", "127.0.0.1/32").split(",")
 ]
 SMARTCARD_LOGON = x509.ObjectIdentifier("1.3.6.1.4.1.311.20.2.2")
+PIV_CARD_AUTH = x509.ObjectIdentifier("2.16.840.1.101.3.6.8")
 
 
 def answer(start_response, status, body, content_type="text/plain"):
@@ -54,8 +55,8 @@ def amr_of(cert):
         usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     except x509.ExtensionNotFound:
         usages = []
-    smartcard = SMARTCARD_LOGON in usages or ExtendedKeyUsageOID.SMARTCARD_LOGON in usages
-    return ["sc", "hwk", "x509"] if smartcard else ["hwk", "x509"]
+    smartcard = any(oid in usages for oid in (SMARTCARD_LOGON, PIV_CARD_AUTH))
+    return ["sc", "hwk", "x509"] if smartcard else ["x509"]
 
 
 def app(environ, start_response):

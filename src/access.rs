@@ -34,6 +34,8 @@ pub struct RequestAuth {
     pub auth_time_text: OnceCell<Decimal>,
     pub age_text: OnceCell<Decimal>,
     pub not_after_text: OnceCell<Decimal>,
+    /// `$auth_cert_client_cert`, encoded on first use.
+    pub client_cert_text: OnceCell<String>,
 }
 
 /// This request's evaluation, computed on first use. `None` only when memory runs out.
@@ -54,6 +56,7 @@ pub fn evaluate<'a>(r: &mut Request) -> Option<&'a RequestAuth> {
         auth_time_text: OnceCell::new(),
         age_text: OnceCell::new(),
         not_after_text: OnceCell::new(),
+        client_cert_text: OnceCell::new(),
     };
     let ctx = r.pool().allocate(auth);
     if ctx.is_null() {
@@ -152,9 +155,10 @@ fn handle(r: &mut Request) -> Status {
         return Status::NGX_DECLINED;
     };
     if conf.settings.mode() == auth_cert_core::settings::Mode::Off {
-        // A forwarded certificate header never reaches an upstream, even unevaluated.
+        // A forwarded certificate header (and its chain header) never reaches an upstream,
+        // even unevaluated.
         if let Some(header) = &conf.settings.header {
-            if forwarded::take_header(r, &header.name).is_err() {
+            if forwarded::take_headers(r, header).is_err() {
                 return HTTPStatus::INTERNAL_SERVER_ERROR.into();
             }
         }
@@ -272,20 +276,51 @@ fn satisfy_all(r: &Request) -> bool {
 
 /// Answers a rejected request as the core's [`decision::rejection`] says.
 fn reject(r: &mut Request, reason: Reason, satisfy_all: bool) -> Status {
-    let Some(clcf) = NgxHttpCoreModule::location_conf(r) else {
+    let Some(rejection) = rejection(r, reason, satisfy_all) else {
         return Status::NGX_ERROR;
     };
-    let error_pages = clcf.error_pages;
-    let rejection = decision::rejection(reason, satisfy_all, |code| {
-        has_error_page(error_pages, code)
-    });
-    if rejection.close_connection {
-        // No certificate can arrive on this connection any more: let the client reconnect.
-        r.as_mut().set_keepalive(0);
+    if !rejection.close_connection {
+        return send_rejection(r, &rejection);
     }
+    // No certificate can arrive on this connection any more: let the client reconnect.
+    if satisfy_all {
+        // HTTP/2 too: GOAWAY, then the answer.
+        return http::answer_then_close(r, answer_closing);
+    }
+    // Under `satisfy any` another access module may still allow the request, which must go on
+    // now: only an HTTP/1.x connection is closed.
+    r.as_mut().set_keepalive(0);
+    send_rejection(r, &rejection)
+}
+
+/// The answer of [`reject`] that ends the connection, made once the connection is ending
+/// (HTTP/2: after the GOAWAY): the reason is the one of the request's evaluation.
+fn answer_closing(r: &mut Request) -> Status {
+    let reason = r
+        .get_module_ctx::<RequestAuth>(Module::module())
+        .and_then(|auth| auth.evaluation.outcome.as_ref().err().copied());
+    let Some(reason) = reason else {
+        return Status::NGX_ERROR;
+    };
+    match rejection(r, reason, satisfy_all(r)) {
+        Some(rejection) => send_rejection(r, &rejection),
+        None => Status::NGX_ERROR,
+    }
+}
+
+/// The core's [`decision::rejection`] for `r`.
+fn rejection(r: &Request, reason: Reason, satisfy_all: bool) -> Option<decision::Rejection> {
+    let error_pages = NgxHttpCoreModule::location_conf(r)?.error_pages;
+    Some(decision::rejection(reason, satisfy_all, |code| {
+        has_error_page(error_pages, code)
+    }))
+}
+
+/// Sends the module's body of `rejection`, or hands its code to nginx.
+fn send_rejection(r: &mut Request, rejection: &decision::Rejection) -> Status {
     let status = HTTPStatus(ngx_uint_t::from(rejection.wire_status()));
     let status_line = verdict::status_line(rejection.wire_status());
-    let Some(body) = rejection.body else {
+    let Some(body) = &rejection.body else {
         return http::status(rejection.code);
     };
     if let Some(line) = status_line {

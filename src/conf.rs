@@ -59,6 +59,7 @@ pub unsafe extern "C" fn create_loc_conf(cf: *mut ngx_conf_t) -> *mut c_void {
     conf.settings.conf_prefix = String::from_utf8_lossy(prefix.as_bytes())
         .into_owned()
         .into();
+    conf.settings.token.signer = Some(crate::signer::load);
     pool.allocate(conf).cast()
 }
 
@@ -121,6 +122,14 @@ pub unsafe extern "C" fn merge_loc_conf(
         // SAFETY: the SSL context of the server being merged, not serving yet; `cf.pool` is
         // the pool of the configuration, which frees that context.
         if !unsafe { session::note_max_age(ctx.cast(), cf.pool, max_age) } {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    // `auth_cert_handshake require` where the server has TLS (a plain server may inherit it).
+    if let Some(sscf) = NgxHttpSslModule::server_conf(cf).filter(|s| !s.ssl.ctx.is_null()) {
+        if let Err(message) = conf.settings.handshake().check_verify_client(sscf.verify) {
+            ngx_log_error!(NGX_LOG_EMERG, cf.log, "{}", message);
             return NGX_CONF_ERROR;
         }
     }

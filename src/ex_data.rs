@@ -1,6 +1,6 @@
 //! Values the module keeps with OpenSSL objects, in their ex_data: the parsed client
-//! certificate and the tokens of a TLS connection (`SSL`), the session hooks of a server's
-//! `SSL_CTX`. One slot type serves both.
+//! certificate of a TLS connection (`SSL`), the session hooks of a server's `SSL_CTX`. One
+//! slot type serves both.
 //!
 //! The slots are registered with no OpenSSL callbacks at all. OpenSSL calls a slot's free
 //! callback for every object of its class for the rest of the process, even when the slot is

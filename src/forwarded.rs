@@ -31,7 +31,7 @@ use ngx::ngx_log_error;
 
 use auth_cert_core::cert::CertificateInfo;
 use auth_cert_core::decision::{Credential, Forwarded};
-use auth_cert_core::forwarded::{pem, ArgSource, ChainKey, HeaderSource, Source, VerifiedChains};
+use auth_cert_core::forwarded::{ArgSource, ChainKey, HeaderSource, Source, VerifiedChains};
 use auth_cert_core::policy::Policy;
 use auth_cert_core::verdict::Reason;
 
@@ -133,8 +133,8 @@ fn default_security_level() -> Option<c_int> {
 }
 
 /// Evaluates the identity argument and the forwarded certificate, in that order, and takes
-/// the forwarded header out of the request so that it never reaches an upstream.
-///
+/// the forwarded header and its chain header out of the request so that they never reach an
+/// upstream.
 pub fn evaluate(
     r: &mut Request,
     header: Option<(&HeaderSource, &TrustStore)>,
@@ -143,9 +143,9 @@ pub fn evaluate(
     now: i64,
 ) -> Result<Forwarded, ()> {
     let peer = peer_address(r);
-    let values = match header {
-        Some((header, _)) => take_header(r, &header.name)?,
-        None => &[],
+    let (values, chain) = match header {
+        Some((header, _)) => take_headers(r, header)?,
+        None => (&[][..], &[][..]),
     };
     if let Some(credential) = arg.and_then(|arg| identity_arg(r, arg, peer)) {
         return Ok(Forwarded::Evaluated(credential));
@@ -171,7 +171,7 @@ pub fn evaluate(
             )))
         }
     };
-    let credential = match verify_header(store, value, now) {
+    let credential = match verify_header(store, header, value, chain, now) {
         Ok(cert) => Credential {
             source: Source::Header,
             outcome: policy.evaluate(&cert, now).map(str::to_owned),
@@ -185,6 +185,20 @@ pub fn evaluate(
         Err((reason, detail, _)) => rejected(reason, detail),
     };
     Ok(Forwarded::Evaluated(credential))
+}
+
+/// The values of the forwarded header's fields, and of its chain header's.
+type HeaderValues<'a> = (&'a [Vec<u8>], &'a [Vec<u8>]);
+
+/// Takes the forwarded header and its chain header (`chain=`) out of the request, on first
+/// use, and returns their values. `Err` only when memory runs out.
+pub fn take_headers<'a>(r: &mut Request, header: &HeaderSource) -> Result<HeaderValues<'a>, ()> {
+    let values = take_header(r, &header.name)?;
+    let chain = match &header.chain {
+        Some(name) => take_header(r, name)?,
+        None => &[],
+    };
+    Ok((values, chain))
 }
 
 /// The identity of the query argument, when the peer may use it. Logged at `warn` each time.
@@ -269,22 +283,26 @@ fn peer_address(r: &Request) -> Option<IpAddr> {
 /// the certificate's facts.
 type Refusal = (Reason, String, Option<Rc<CertificateInfo>>);
 
-/// Decodes, parses and verifies a forwarded chain; the client certificate's facts when it
-/// verifies. A client certificate that verifies but for its validity period is `expired`,
-/// with its facts. A chain that verified lately against the same store is not verified again
-/// while its validity window lasts (decoding and verifying cost about a hundred times what
-/// the rest of a request does).
+/// Decodes (in the declared format, with the chain header's lines), parses and verifies a
+/// forwarded chain; the client certificate's facts when it verifies. A client certificate
+/// that verifies but for its validity period is `expired`, with its facts. A chain that
+/// verified lately against the same store is not verified again while its validity window
+/// lasts (decoding and verifying cost about a hundred times what the rest of a request does).
 fn verify_header(
     store: &TrustStore,
+    source: &HeaderSource,
     value: &[u8],
+    chain_values: &[Vec<u8>],
     now: i64,
 ) -> Result<Rc<CertificateInfo>, Refusal> {
-    let key = ChainKey::new(store.id, value);
+    let key = ChainKey::new(store.id, source.format, value, chain_values);
     if let Some(info) = VERIFIED.with(|verified| verified.borrow().get(&key, now)) {
         return Ok(info);
     }
     let header = |detail: String| (Reason::Header, detail, None);
-    let chain = pem::decode_chain(value).map_err(|e| header(e.to_string()))?;
+    let chain = source
+        .decode(value, chain_values)
+        .map_err(|e| header(e.to_string()))?;
     let info = Rc::new(CertificateInfo::from_der(&chain[0]).map_err(|e| header(e.to_string()))?);
     let certs = chain
         .iter()

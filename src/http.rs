@@ -1,14 +1,17 @@
-//! The small layer over the `ngx` crate that the handlers share: answering a request, adding a
-//! response header, strings in a request's pool, variable values.
+//! The small layer over the `ngx` crate that the handlers share: answering a request (also as
+//! the last one of its connection), adding a response header, strings in a request's pool,
+//! variable values.
 
+use core::ffi::c_void;
 use core::ptr;
 
 use ngx::core::Status;
 use ngx::ffi::{
-    add_to_ngx_table, ngx_conf_t, ngx_http_add_variable, ngx_http_complex_value_t,
-    ngx_http_finalize_request, ngx_http_request_t, ngx_http_send_response, ngx_int_t,
-    ngx_list_push, ngx_str_t, ngx_table_elt_t, ngx_uint_t, ngx_variable_value_t,
-    NGX_HTTP_VAR_NOCACHEABLE,
+    add_to_ngx_table, ngx_conf_t, ngx_delete_posted_event, ngx_event_t, ngx_http_add_variable,
+    ngx_http_complex_value_t, ngx_http_finalize_request, ngx_http_request_t,
+    ngx_http_run_posted_requests, ngx_http_send_response, ngx_int_t, ngx_list_push, ngx_pcalloc,
+    ngx_pool_cleanup_add, ngx_post_event, ngx_posted_events, ngx_str_t, ngx_table_elt_t,
+    ngx_uint_t, ngx_variable_value_t, NGX_HTTP_VAR_NOCACHEABLE,
 };
 use ngx::http::{HTTPStatus, Request};
 
@@ -74,6 +77,94 @@ pub fn finalize(r: &mut Request, rc: Status) -> Status {
     // SAFETY: a live request, finalized once by its phase handler.
     unsafe { ngx_http_finalize_request(r, rc.0) };
     Status::NGX_DONE
+}
+
+/// An answer of a phase handler: a status for nginx, or `NGX_DONE` when it finalized the
+/// request itself (see [`finalize`]).
+pub type Answer = fn(&mut Request) -> Status;
+
+/// Answers `r` with `answer` from a phase handler, as the last request of its connection, so
+/// that the client's next request makes a new TLS handshake; returns what the phase handler
+/// returns.
+///
+/// HTTP/1.x: `Connection: close`, answered now. HTTP/2: the whole connection is closed the way
+/// nginx closes it on a graceful shutdown: its read handler, seeing `close`, sends GOAWAY, lets
+/// the streams in flight finish, then closes. The GOAWAY must reach the client before the
+/// answer, or a client may send its next request on the same connection first; the answer is
+/// therefore made from a posted event, after the GOAWAY (the read handler cannot run from
+/// within the request's own processing, which it may have called).
+pub fn answer_then_close(r: &mut Request, answer: Answer) -> Status {
+    if r.as_ref().stream.is_null() {
+        r.as_mut().set_keepalive(0);
+        return answer(r);
+    }
+    let r: *mut ngx_http_request_t = r.into();
+    // SAFETY: a live request. HTTP/2: the answer waits for a posted event, queued behind
+    // nothing of this request; the event lives in the request's pool.
+    unsafe {
+        let deferred = ngx_pcalloc((*r).pool, size_of::<Deferred>()).cast::<Deferred>();
+        let cleanup = ngx_pool_cleanup_add((*r).pool, 0);
+        let Some((deferred, cleanup)) = deferred.as_mut().zip(cleanup.as_mut()) else {
+            return Status::NGX_ERROR;
+        };
+        deferred.answer = Some(answer);
+        let ev = &mut deferred.ev;
+        ev.handler = Some(answer_h2);
+        ev.data = r.cast();
+        ev.log = (*(*r).connection).log;
+        // Should the request go away first, its event must leave the posted queue with it.
+        cleanup.handler = Some(forget_event);
+        cleanup.data = ptr::from_mut(ev).cast();
+        ngx_post_event(ev, ptr::addr_of_mut!(ngx_posted_events));
+    }
+    Status::NGX_DONE
+}
+
+/// The posted event of [`answer_then_close`] and its answer (`ev` first: the event handler
+/// finds the answer from the event).
+#[repr(C)]
+struct Deferred {
+    ev: ngx_event_t,
+    answer: Option<Answer>,
+}
+
+unsafe extern "C" fn forget_event(data: *mut c_void) {
+    let ev = data.cast::<ngx_event_t>();
+    // SAFETY: the cleanup's data is the event allocated with it in the same pool.
+    unsafe {
+        if (*ev).posted() != 0 {
+            ngx_delete_posted_event(ev);
+        }
+    }
+}
+
+/// The posted HTTP/2 answer: GOAWAY on the connection first, then the answer.
+unsafe extern "C" fn answer_h2(ev: *mut ngx_event_t) {
+    // SAFETY: the event is the first field of its `Deferred`, and its data is its request,
+    // alive as long as the event is posted (see `forget_event`); the stream and its
+    // connection live as long as the request.
+    unsafe {
+        let answer = (*ev.cast::<Deferred>()).answer;
+        let r = (*ev).data.cast::<ngx_http_request_t>();
+        let fc = (*r).connection;
+        if let Some(stream) = (*r).stream.as_ref() {
+            let c = (*stream.connection).connection;
+            let read = (*c).read;
+            (*c).set_close(1);
+            // What nginx's own graceful shutdown does (ngx_close_idle_connections): the
+            // stream of this request is still open, so the handler sends GOAWAY and returns.
+            if let Some(handler) = (*read).handler {
+                handler(read);
+            }
+        }
+        let rc = answer.map_or(Status::NGX_ERROR, |answer| {
+            answer(Request::from_ngx_http_request(r))
+        });
+        if rc != Status::NGX_DONE {
+            ngx_http_finalize_request(r, rc.0);
+        }
+        ngx_http_run_posted_requests(fc);
+    }
 }
 
 /// Adds a response header; `false` when memory runs out. Not the crate's

@@ -8,11 +8,13 @@
 //! - [`conf`]: the location configuration, its creation, merging and directives;
 //! - [`access`]: the access phase handler; [`reauth`]: the re-authentication redirect;
 //! - [`tls`]: the peer certificate of a TLS connection; [`session`]: the `SSL_CTX` hooks that
-//!   carry the authentication time in TLS sessions;
+//!   carry the authentication time in TLS sessions and refuse handshakes under
+//!   `auth_cert_handshake require`; [`alert`]: the alert of such a refusal, held until the
+//!   client's request;
 //! - [`forwarded`]: certificates forwarded by trusted peers, verified with OpenSSL;
 //! - [`crl`]: the CRL files of `auth_cert_crl`, verified with OpenSSL and re-read on change;
 //! - [`variables`]: `$auth_cert_*`; [`token`]: `$auth_cert_token`, the login and JWKS
-//!   handlers;
+//!   handlers; [`signer`]: the token keys, loaded and signing with OpenSSL;
 //! - [`http`] and [`ex_data`]: the small helper layers over the `ngx` crate and OpenSSL.
 
 use core::ffi::{c_char, c_void};
@@ -30,6 +32,7 @@ use ngx::ffi::{
 use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 
 mod access;
+mod alert;
 mod conf;
 mod crl;
 mod ex_data;
@@ -37,6 +40,7 @@ mod forwarded;
 mod http;
 mod reauth;
 mod session;
+mod signer;
 mod tls;
 mod token;
 mod variables;
@@ -72,7 +76,7 @@ impl HttpModule for Module {
         let phase = &mut cmcf.phases[ngx_http_phases_NGX_HTTP_ACCESS_PHASE as usize];
         // SAFETY: the phase's handlers array holds ngx_http_handler_pt elements.
         let slot = unsafe { ngx_array_push(&raw mut phase.handlers) }.cast::<ngx_http_handler_pt>();
-        if slot.is_null() || !tls::PEERS.init() || !token::init() {
+        if slot.is_null() || !tls::PEERS.init() {
             return Status::NGX_ERROR.0;
         }
         let crl_files = match crl::load_all() {
@@ -148,6 +152,10 @@ const fn command(directive: Directive) -> ngx_command_t {
             Some(conf::set_directive),
         ),
         Context::Location => (NGX_HTTP_LOC_CONF, Some(set_content_handler)),
+        Context::Server => (
+            NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF,
+            Some(conf::set_directive),
+        ),
     };
     ngx_command_t {
         name: ngx_str_t {

@@ -21,6 +21,14 @@
 //! - with `auth_cert_crl`, both also refuse the sessions of a client certificate that a CRL of
 //!   the configuration revokes, and the internal cache is not consulted.
 //!
+//! With `auth_cert_handshake require` in a server, its context also fails the handshake when
+//! the client sends no certificate (`SSL_VERIFY_FAIL_IF_NO_PEER_CERT`: alert
+//! `certificate_required` in TLS 1.3, `handshake_failure` in 1.2) or one that does not verify
+//! (the wrapper returns OpenSSL's verdict instead of nginx's, which always accepts, so that
+//! OpenSSL sends the alert of the error: `unknown_ca`, `bad_certificate`, ...). nginx's SNI
+//! callback copies the verify mode and callback of the server it selects into the connection,
+//! so the mode of that server applies.
+//!
 //! Sessions are looked up in the context of the listen socket's default server (OpenSSL's
 //! `session_ctx`, which SNI does not change, even when a HelloRetryRequest makes the lookup
 //! come after the server was selected), so the handshake limit of that context is the smallest
@@ -35,21 +43,28 @@ use ngx::ffi::{
     ngx_http_conf_addr_t, ngx_http_conf_port_t, ngx_http_core_main_conf_t,
     ngx_http_core_srv_conf_t, ngx_http_ssl_module, ngx_http_ssl_srv_conf_t, ngx_pool_t, ngx_time,
     SSL_CTX_ctrl, SSL_CTX_get_timeout, SSL_CTX_get_verify_callback, SSL_CTX_get_verify_mode,
-    SSL_CTX_sess_get_get_cb, SSL_CTX_sess_set_get_cb, SSL_CTX_set_session_ticket_cb,
-    SSL_CTX_set_timeout, SSL_CTX_set_verify, SSL_SESSION_free, SSL_SESSION_get0_ticket_appdata,
-    SSL_SESSION_get_time, SSL_SESSION_get_timeout, SSL_SESSION_set1_ticket_appdata,
-    SSL_SESSION_set_timeout, SSL_get_SSL_CTX, SSL_get_ex_data_X509_STORE_CTX_idx, SSL_get_session,
-    SSL_verify_cb, X509_STORE_CTX_get_error_depth, X509_STORE_CTX_get_ex_data, SSL,
-    SSL_CTRL_GET_SESS_CACHE_MODE, SSL_CTRL_SET_SESS_CACHE_MODE, SSL_CTX, SSL_SESSION,
-    SSL_SESS_CACHE_NO_INTERNAL_LOOKUP, SSL_TICKET_RETURN, SSL_TICKET_RETURN_IGNORE_RENEW,
-    SSL_TICKET_RETURN_USE, SSL_TICKET_RETURN_USE_RENEW, SSL_TICKET_STATUS, SSL_TICKET_SUCCESS,
-    SSL_TICKET_SUCCESS_RENEW, SSL_VERIFY_NONE, X509_STORE_CTX,
+    SSL_CTX_sess_get_get_cb, SSL_CTX_sess_set_get_cb, SSL_CTX_set_msg_callback,
+    SSL_CTX_set_session_ticket_cb, SSL_CTX_set_timeout, SSL_CTX_set_verify, SSL_SESSION_free,
+    SSL_SESSION_get0_ticket_appdata, SSL_SESSION_get_time, SSL_SESSION_get_timeout,
+    SSL_SESSION_set1_ticket_appdata, SSL_SESSION_set_timeout, SSL_get_SSL_CTX,
+    SSL_get_ex_data_X509_STORE_CTX_idx, SSL_get_session, SSL_verify_cb, SSL_version,
+    X509_STORE_CTX_get_error_depth, X509_STORE_CTX_get_ex_data, SSL, SSL3_MT_CERTIFICATE,
+    SSL3_RT_HANDSHAKE, SSL_CTRL_GET_SESS_CACHE_MODE, SSL_CTRL_SET_SESS_CACHE_MODE, SSL_CTX,
+    SSL_SESSION, SSL_SESS_CACHE_NO_INTERNAL_LOOKUP, SSL_TICKET_RETURN,
+    SSL_TICKET_RETURN_IGNORE_RENEW, SSL_TICKET_RETURN_USE, SSL_TICKET_RETURN_USE_RENEW,
+    SSL_TICKET_STATUS, SSL_TICKET_SUCCESS, SSL_TICKET_SUCCESS_RENEW,
+    SSL_VERIFY_FAIL_IF_NO_PEER_CERT, SSL_VERIFY_NONE, TLS1_3_VERSION, X509_STORE_CTX,
 };
+use ngx::http::HttpModule;
 
 use auth_cert_core::age;
+use auth_cert_core::settings::Handshake;
 
+use crate::alert;
+use crate::conf::LocConf;
 use crate::crl::{self, CrlFile};
 use crate::ex_data::{self, Slot};
+use crate::Module;
 
 /// nginx's shared-cache lookup, as `SSL_CTX_sess_get_get_cb` returns it.
 type GetSession =
@@ -60,6 +75,8 @@ type GetSession =
 struct Hooks {
     /// nginx's verify callback, called first.
     verify: SSL_verify_cb,
+    /// `auth_cert_handshake require`: a certificate that does not verify fails the handshake.
+    require: bool,
     /// nginx's shared-cache lookup.
     get_session: GetSession,
     /// The smallest `auth_cert_max_age` of the locations of this context's server.
@@ -114,6 +131,23 @@ unsafe fn server_ctx(cscf: *const ngx_http_core_srv_conf_t) -> *mut SSL_CTX {
     }
 }
 
+/// The `auth_cert_handshake` of a server.
+///
+/// # Safety
+/// `cscf` must be a server configuration of the http block being configured, merged.
+unsafe fn server_handshake(cscf: *const ngx_http_core_srv_conf_t) -> Handshake {
+    // SAFETY: every server's ctx holds this module's location configuration of the server
+    // level, made by `conf::create_loc_conf` and merged with the http level.
+    unsafe {
+        cscf.as_ref()
+            .and_then(|cscf| {
+                let slot = *(*cscf.ctx).loc_conf.add(Module::module().ctx_index);
+                slot.cast::<LocConf>().as_ref()
+            })
+            .map_or(Handshake::Http, |conf| conf.settings.handshake())
+    }
+}
+
 /// Records a location's `auth_cert_max_age` for its server's context; called while merging.
 ///
 /// # Safety
@@ -147,8 +181,10 @@ pub unsafe fn install(
     for &cscf in servers {
         // SAFETY: a server of this configuration.
         let ctx = unsafe { server_ctx(cscf) };
+        // SAFETY: as above.
+        let require = unsafe { server_handshake(cscf) } == Handshake::Require;
         // SAFETY: a context of this configuration, not serving yet.
-        if !ctx.is_null() && !unsafe { install_on(ctx, pool, crl_files) } {
+        if !ctx.is_null() && !unsafe { install_on(ctx, pool, require, crl_files) } {
             return false;
         }
     }
@@ -161,10 +197,34 @@ pub unsafe fn install(
         // SAFETY: each port's addrs is an array of ngx_http_conf_addr_t.
         for addr in unsafe { port.addrs.as_slice::<ngx_http_conf_addr_t>() } {
             // SAFETY: addresses reference servers of this configuration.
-            unsafe { limit_address(addr, pool) };
+            unsafe {
+                limit_address(addr, pool);
+                watch_address(addr);
+            }
         }
     }
     true
+}
+
+/// Where a server of `addr` has `auth_cert_handshake require`, the connections of the
+/// address (made from its default server's context, whichever server SNI selects) get the
+/// [`message`] callback.
+///
+/// # Safety
+/// `addr` must be an address of the configuration being finished, its hooks installed.
+unsafe fn watch_address(addr: &ngx_http_conf_addr_t) {
+    // SAFETY: caller.
+    let default_ctx = unsafe { server_ctx(addr.default_server) };
+    // SAFETY: addr.servers is an array of server configuration pointers.
+    let servers = unsafe { addr.servers.as_slice::<*mut ngx_http_core_srv_conf_t>() };
+    let require = servers.iter().chain([&addr.default_server]).any(|&cscf| {
+        // SAFETY: servers of this configuration.
+        unsafe { hooks(server_ctx(cscf)) }.is_some_and(|h| h.require)
+    });
+    if require && !default_ctx.is_null() {
+        // SAFETY: a live context, configuration time.
+        unsafe { SSL_CTX_set_msg_callback(default_ctx, Some(message)) };
+    }
 }
 
 /// Gives the default server's context of `addr` the smallest limit among its servers.
@@ -232,8 +292,15 @@ unsafe fn no_internal_lookup(ctx: *mut SSL_CTX) {
 }
 
 /// # Safety
-/// `ctx` must be a live context not serving yet, `pool` its configuration's pool.
-unsafe fn install_on(ctx: *mut SSL_CTX, pool: *mut ngx_pool_t, crl_files: &[Rc<CrlFile>]) -> bool {
+/// `ctx` must be a live context not serving yet, `pool` its configuration's pool. `require`:
+/// the server's `auth_cert_handshake require`; `crl_files` the configuration's
+/// `auth_cert_crl` files.
+unsafe fn install_on(
+    ctx: *mut SSL_CTX,
+    pool: *mut ngx_pool_t,
+    require: bool,
+    crl_files: &[Rc<CrlFile>],
+) -> bool {
     // SAFETY: caller.
     let Some(hooks) = (unsafe { hooks_mut(ctx, pool) }) else {
         return false;
@@ -252,9 +319,14 @@ unsafe fn install_on(ctx: *mut SSL_CTX, pool: *mut ngx_pool_t, crl_files: &[Rc<C
     let arg: *mut Hooks = hooks;
     // SAFETY: live context at configuration time; the hooks live as long as the context.
     unsafe {
-        let mode = SSL_CTX_get_verify_mode(ctx);
+        let mut mode = SSL_CTX_get_verify_mode(ctx);
         if mode != SSL_VERIFY_NONE as c_int {
             hooks.verify = SSL_CTX_get_verify_callback(ctx);
+            if require {
+                // (`nginx -t` refused `require` without `ssl_verify_client`.)
+                hooks.require = true;
+                mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT as c_int;
+            }
             SSL_CTX_set_verify(ctx, mode, Some(verify));
         }
         hooks.get_session = SSL_CTX_sess_get_get_cb(ctx);
@@ -296,7 +368,9 @@ pub unsafe fn auth_time(ssl: *mut SSL) -> Option<i64> {
     unsafe { stamp_of(SSL_get_session(ssl)) }
 }
 
-/// Wraps nginx's verify callback: a verified leaf certificate stamps the session.
+/// Wraps nginx's verify callback: a verified leaf certificate stamps the session. Under
+/// `auth_cert_handshake require`, OpenSSL's verdict decides (nginx's callback accepts every
+/// certificate and leaves the verdict to the HTTP level).
 unsafe extern "C" fn verify(ok: c_int, store: *mut X509_STORE_CTX) -> c_int {
     // SAFETY: OpenSSL calls this during a handshake with the store of that handshake, whose
     // ex_data holds its SSL.
@@ -306,10 +380,15 @@ unsafe extern "C" fn verify(ok: c_int, store: *mut X509_STORE_CTX) -> c_int {
         if ssl.is_null() {
             return ok;
         }
-        let result = match hooks(SSL_get_SSL_CTX(ssl)).and_then(|h| h.verify) {
+        let hooks = hooks(SSL_get_SSL_CTX(ssl));
+        let result = match hooks.and_then(|h| h.verify) {
             Some(nginx_verify) => nginx_verify(ok, store),
             None => ok,
         };
+        if ok != 1 && hooks.is_some_and(|h| h.require) {
+            alert::hold(ssl);
+            return ok;
+        }
         if ok == 1 && X509_STORE_CTX_get_error_depth(store) == 0 {
             let session = SSL_get_session(ssl);
             if !session.is_null() {
@@ -318,6 +397,42 @@ unsafe extern "C" fn verify(ok: c_int, store: *mut X509_STORE_CTX) -> c_int {
             }
         }
         result
+    }
+}
+
+/// Watches the handshake messages of connections that may meet a server with
+/// `auth_cert_handshake require`: an empty client Certificate there fails the handshake
+/// (`SSL_VERIFY_FAIL_IF_NO_PEER_CERT`), and its alert is held (see [`alert`]).
+unsafe extern "C" fn message(
+    write_p: c_int,
+    _version: c_int,
+    content_type: c_int,
+    buf: *const c_void,
+    len: usize,
+    ssl: *mut SSL,
+    _arg: *mut c_void,
+) {
+    // Certificate (11) messages received: type, length (3), [TLS 1.3: context length (1),
+    // context], list length (3).
+    if write_p != 0 || content_type != SSL3_RT_HANDSHAKE as c_int || buf.is_null() || len < 7 {
+        return;
+    }
+    // SAFETY: OpenSSL passes the whole message, `len` bytes; `ssl` is the connection in its
+    // handshake, made by nginx.
+    unsafe {
+        let msg = core::slice::from_raw_parts(buf.cast::<u8>(), len);
+        if msg[0] != SSL3_MT_CERTIFICATE as u8 {
+            return;
+        }
+        let list = if SSL_version(ssl) >= TLS1_3_VERSION as c_int {
+            msg.get(5 + usize::from(msg[4])..)
+        } else {
+            msg.get(4..)
+        };
+        let empty = list.is_some_and(|l| l.len() >= 3 && l[..3] == [0, 0, 0]);
+        if empty && hooks(SSL_get_SSL_CTX(ssl)).is_some_and(|h| h.require) {
+            alert::hold(ssl);
+        }
     }
 }
 

@@ -1,5 +1,5 @@
 //! Tokens on the nginx side: `$auth_cert_token`, the `auth_cert_login` and `auth_cert_jwks`
-//! content handlers, and the tokens kept with each TLS connection for reuse.
+//! content handlers, and the worker's tokens kept for reuse.
 
 use core::cell::RefCell;
 use std::rc::Rc;
@@ -8,7 +8,7 @@ use auth_cert_core::decision;
 use auth_cert_core::token::{self, CacheKey, Issued, Login, Subject, TokenCache};
 use ngx::core::Status;
 use ngx::ffi::{
-    ngx_conf_t, ngx_http_request_t, ngx_int_t, ngx_time, ngx_variable_value_t, NGX_LOG_ERR, SSL,
+    ngx_conf_t, ngx_http_request_t, ngx_int_t, ngx_time, ngx_variable_value_t, NGX_LOG_ERR,
 };
 use ngx::http::{HTTPStatus, Method, Request};
 use ngx::ngx_log_error;
@@ -16,32 +16,29 @@ use serde_json::json;
 
 use crate::access::{self, RequestAuth};
 use crate::conf::LocConf;
-use crate::ex_data::Slot;
 use crate::http;
 
 /// How long clients may cache the JWKS document: a key added to the configuration is
 /// published this long before it is used for signing if it is added second, then moved first.
 const JWKS_MAX_AGE: u32 = 300;
 
-/// The tokens kept with each TLS connection.
-static CACHES: Slot<SSL, RefCell<TokenCache>> = Slot::new();
-
-/// Reserves the slot of the connections' token caches; called at configuration time.
-pub fn init() -> bool {
-    CACHES.init()
+thread_local! {
+    /// The tokens of this worker (a worker is one thread; nginx's thread pools never run
+    /// request handlers), shared by all its connections. The keys name the token settings
+    /// by a serial number that no later configuration reuses.
+    static CACHE: RefCell<TokenCache> = RefCell::new(TokenCache::default());
 }
 
-/// Runs `f` with the token cache of the TLS connection of `r`, made on first use; `None`
-/// on a connection without TLS or when the cache cannot be kept.
-fn with_cache<T>(r: &Request, f: impl FnOnce(&mut TokenCache) -> T) -> Option<T> {
-    // SAFETY: a request's connection is valid while the request is; `ssl` is null without TLS.
-    let ssl: *mut SSL = unsafe { (*r.connection()).ssl.as_ref() }?.connection.cast();
-    // SAFETY: `ssl` is the live connection of the request, which the cache does not outlive.
-    let cache = unsafe { CACHES.get_or_make(ssl, RefCell::default) }?;
-    Some(f(&mut *cache.try_borrow_mut().ok()?))
+/// Runs `f` with the worker's token cache; `None` when it is in use (it never is: signing
+/// does not come back here) or already destroyed (at the thread's exit).
+fn with_cache<T>(f: impl FnOnce(&mut TokenCache) -> T) -> Option<T> {
+    CACHE
+        .try_with(|cache| cache.try_borrow_mut().ok().map(|mut cache| f(&mut cache)))
+        .ok()
+        .flatten()
 }
 
-/// The token of this request's authentication: the connection's kept token while it may be
+/// The token of this request's authentication: the worker's kept token while it may be
 /// reused, else a newly signed one. `None` when the request is not authenticated, no key is
 /// configured, or signing failed (logged).
 fn token_for(r: &Request, conf: &LocConf, auth: &RequestAuth) -> Option<Issued> {
@@ -83,12 +80,12 @@ fn token_for(r: &Request, conf: &LocConf, auth: &RequestAuth) -> Option<Issued> 
     let cache_key = CacheKey::new(
         settings,
         identity.clone(),
-        cert.clone(),
+        cert,
         auth.auth_time,
         limit,
         extra.clone(),
     );
-    let issued = match with_cache(r, |cache| cache.get_or_issue(cache_key, now, sign)) {
+    let issued = match with_cache(|cache| cache.get_or_issue(cache_key, now, sign)) {
         Some(issued) => issued,
         None => sign(),
     };
@@ -130,8 +127,8 @@ unsafe extern "C" fn token_variable(
         v.set_not_found(1);
         return Status::NGX_OK.0;
     };
-    // The token goes into the request pool: the connection's cache may replace its copy
-    // while this request still uses the value.
+    // The token goes into the request pool: the worker's cache may replace its copy while
+    // this request still uses the value.
     let Some(value) = http::copy_to_pool(request, issued.token.as_bytes()) else {
         return Status::NGX_ERROR.0;
     };

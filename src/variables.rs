@@ -2,6 +2,7 @@
 
 use auth_cert_core::age::Decimal;
 use auth_cert_core::cert::CertificateInfo;
+use auth_cert_core::forwarded::rfc9440;
 use ngx::core::Status;
 use ngx::ffi::{ngx_conf_t, ngx_http_request_t, ngx_int_t, ngx_variable_value_t};
 use ngx::http::Request;
@@ -13,7 +14,7 @@ use crate::http;
 type Getter = fn(&RequestAuth) -> &str;
 
 /// The variables, by name; the index is the `data` of the getter.
-const VARIABLES: [(&str, Getter); 13] = [
+const VARIABLES: [(&str, Getter); 14] = [
     ("auth_cert_status", |a| match &a.evaluation.outcome {
         Ok(_) => "ok",
         Err(reason) => reason.status().as_str(),
@@ -60,6 +61,15 @@ const VARIABLES: [(&str, Getter); 13] = [
         a.age_text
             .get_or_init(|| decimal(a.evaluation.age))
             .as_str()
+    }),
+    // The certificate as an RFC 9440 `Client-Cert` value, to hand it to a backend: only for
+    // a request that is allowed with it.
+    ("auth_cert_client_cert", |a| match &a.evaluation.outcome {
+        Ok(_) => a
+            .client_cert_text
+            .get_or_init(|| trusted(a).map_or_else(String::new, |c| rfc9440::encode(c.der())))
+            .as_str(),
+        Err(_) => "",
     }),
 ];
 

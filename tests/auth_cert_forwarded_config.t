@@ -31,7 +31,7 @@ my $pki = PKI->new($d);
 $pki->ca('ca');
 $t->write_file('notcert.crt', "not a certificate\n");
 
-$t->try_run('no auth_cert')->plan(15);
+$t->try_run('no auth_cert')->plan(19);
 
 ###############################################################################
 
@@ -101,6 +101,22 @@ like(config_errors($t, 'twodepths',
 	qr/invalid parameter "depth=2" in "auth_cert_header" directive/, 'depth= twice');
 like(config_errors($t, 'name', conf('auth_cert_header X:Cert from=10.0.0.0/8 ca=ca.crt;')),
 	qr/invalid name "X:Cert" in "auth_cert_header" directive/, 'bad header name');
+is(config_errors($t, 'formats',
+		conf('auth_cert_header Client-Cert from=10.0.0.0/8 ca=ca.crt format=rfc9440'
+			. ' chain=Client-Cert-Chain;')),
+	'', 'format=rfc9440 with chain=');
+like(config_errors($t, 'format',
+		conf('auth_cert_header X-Cert from=10.0.0.0/8 ca=ca.crt format=base64;')),
+	qr/invalid parameter "format=base64": format is pem, rfc9440, xfcc or der64 in "auth_cert_header" directive/,
+	'unknown format');
+like(config_errors($t, 'xfccchain',
+		conf('auth_cert_header XFCC from=10.0.0.0/8 ca=ca.crt format=xfcc chain=X;')),
+	qr/"chain=" with "format=xfcc": the chain is in its "Chain=" in "auth_cert_header" directive/,
+	'chain= with format=xfcc');
+like(config_errors($t, 'samechain',
+		conf('auth_cert_header X-Cert from=10.0.0.0/8 ca=ca.crt chain=x-cert;')),
+	qr/invalid parameter "chain=x-cert" in "auth_cert_header" directive/,
+	'chain header named as the certificate header');
 like(config_errors($t, 'argcidr', conf('auth_cert_identity_arg u from=localhost;')),
 	qr/invalid network "localhost" in "auth_cert_identity_arg" directive/,
 	'bad CIDR in auth_cert_identity_arg');

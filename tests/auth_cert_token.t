@@ -245,9 +245,9 @@ is($c->{iss}, 'https://login.example', 'claim iss');
 is($c->{aud}, 'api', 'claim aud');
 is($c->{exp} - $c->{iat}, 300, 'claim exp: 5 minutes by default');
 is($c->{nbf}, $c->{iat}, 'claim nbf');
-ok(abs($c->{iat} - time()) <= 2, 'claim iat is now');
+ok($c->{iat} >= $start - 1 && $c->{iat} <= time(), 'claim iat: the time of signing');
 is($c->{auth_time}, $login->{auth_time}, 'claim auth_time');
-is_deeply($c->{amr}, ['hwk', 'x509'], 'claim amr');
+is_deeply($c->{amr}, ['x509'], 'claim amr: x509 alone, no evidence of a hardware key');
 like($c->{jti}, qr/^[A-Za-z0-9_-]{22}$/, 'claim jti: 128 random bits');
 my $x5t = encode_base64url(pack('H*', $pki->fingerprint('uid')));
 is($c->{cnf}{'x5t#S256'}, $x5t, 'claim cnf x5t#S256: SHA-256 of the certificate');
@@ -323,8 +323,12 @@ my @b = keepalive('uid', 0, '/login', '/login');
 my ($one, $two) = map { eval { decode_json($_) } // {} } @b;
 ok($one->{token}, 'keep-alive: token');
 is($two->{token}, $one->{token}, 'keep-alive: the same token is reused');
+
+# (A full handshake in the same second is the same authentication: same auth_time.)
+my $second = time();
+select undef, undef, undef, 0.05 while time() == $second;
 isnt(login('/login', cert => 'uid')->{token}, $one->{token},
-	'a new connection gets a new token');
+	'a new full handshake gets a new token');
 
 @b = keepalive('uid', 1, '/login-short', '/login-short');
 ($one, $two) = map { eval { decode_json($_) } // {} } @b;

@@ -40,10 +40,15 @@ my %keys = (
 	rsa1024 => 'genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:1024',
 );
 $pki->run_openssl("$keys{$_} -out $d/$_.key") for keys %keys;
+# SEC 1 (EC PRIVATE KEY) and PKCS #1 (RSA PRIVATE KEY) files.
+$pki->run_openssl("ecparam -genkey -name prime256v1 -noout -out $d/sec1.key");
+$pki->run_openssl("ecparam -genkey -name secp384r1 -noout -out $d/sec1p384.key");
+$pki->run_openssl("genrsa -traditional -out $d/pkcs1.key 2048");
+$pki->run_openssl("genrsa -traditional -out $d/pkcs1weak.key 1024");
 $pki->run_openssl("rand -out $d/secret 32");
 $pki->run_openssl("rand -out $d/short 16");
 
-$t->try_run('no auth_cert tokens')->plan(19);
+$t->try_run('no auth_cert tokens')->plan(28);
 
 ###############################################################################
 
@@ -156,6 +161,45 @@ like(config_errors($t, 'both',
 		conf('auth_cert_token_key ec.key;', "auth_cert_login;\nauth_cert_jwks;")),
 	qr/"auth_cert_login" and "auth_cert_jwks" exclude each other in \S+both\.conf:\d+/,
 	'login and jwks in one location');
+
+is(config_errors($t, 'amr', conf(
+		"auth_cert_token_amr hwk policy=2.16.840.1.101.3.2.1.3.7 policy=1.2.3;\n"
+		. 'auth_cert_token_key ec.key;',
+		"auth_cert_token_amr sc policy=1.2.4;\nauth_cert_token_amr hwk policy=1.2.5;")),
+	'', 'auth_cert_token_amr: hwk and sc');
+
+like(config_errors($t, 'amr-method', conf('auth_cert_token_amr pin policy=1.2.3;', '')),
+	qr/\[emerg\] invalid method "pin" in "auth_cert_token_amr" directive, it must be "hwk" or "sc" in \S+amr-method\.conf:\d+/,
+	'auth_cert_token_amr: unknown method');
+
+like(config_errors($t, 'amr-word', conf('auth_cert_token_amr hwk 1.2.3;', '')),
+	qr/invalid parameter "1\.2\.3" in "auth_cert_token_amr" directive, it must be "policy=OID"/,
+	'auth_cert_token_amr: a parameter without policy=');
+
+like(config_errors($t, 'amr-oid', conf('auth_cert_token_amr hwk policy=anyPolicy;', '')),
+	qr/invalid certificate policy OID "anyPolicy" in "auth_cert_token_amr" directive/,
+	'auth_cert_token_amr: not an OID');
+
+like(config_errors($t, 'amr-none', conf('auth_cert_token_amr hwk;', '')),
+	qr/invalid number of arguments in "auth_cert_token_amr" directive/,
+	'auth_cert_token_amr: no policy');
+
+like(config_errors($t, 'amr-twice',
+		conf("auth_cert_token_amr hwk policy=1.2.3;\nauth_cert_token_amr hwk policy=1.2.4;", '')),
+	qr/duplicate method "hwk" in "auth_cert_token_amr" directive/,
+	'auth_cert_token_amr: a method twice');
+
+is(config_errors($t, 'formats',
+		conf("auth_cert_token_key sec1.key kid=a;\nauth_cert_token_key pkcs1.key kid=b;", '')),
+	'', 'SEC 1 and PKCS #1 key files');
+
+like(config_errors($t, 'sec1p384', conf('auth_cert_token_key sec1p384.key;', '')),
+	qr/invalid key "\Q$d\E\/sec1p384\.key": not a valid P-256 EC private key in "auth_cert_token_key"/,
+	'SEC 1 key of another curve');
+
+like(config_errors($t, 'pkcs1weak', conf('auth_cert_token_key pkcs1weak.key;', '')),
+	qr/RSA key of 1024 bits is too weak, at least 2048 bits are needed in "auth_cert_token_key"/,
+	'short PKCS #1 RSA key');
 
 # A bad key file is named, never shown.
 my ($key_line) = $t->read_file('p384.key') =~ /^([A-Za-z0-9+\/]{40,})$/m;

@@ -2,9 +2,10 @@
 //!
 //! [`CertificateInfo`] owns every value, so it is parsed once and then shared by all the
 //! requests of a connection, and by all the connections that present the same certificate
-//! ([`ParsedCertificates`]), without touching the DER again. Its texts live in one allocation
+//! ([`ParsedCertificates`]), without parsing the DER again. Its texts live in one allocation
 //! and its list of attributes, SAN entries, EKUs and policies in another: a few hundred bytes
-//! per certificate, whatever the number of values.
+//! per certificate, whatever the number of values, besides the DER itself, kept to hand the
+//! certificate on to a backend.
 
 use core::cell::Cell;
 use core::fmt::{self, Write as _};
@@ -200,6 +201,8 @@ pub struct CertificateInfo {
     /// The values left out because they hold control characters.
     left_out: LeftOut,
     noted: Noted,
+    /// The DER encoding, to hand the certificate on (`$auth_cert_client_cert`).
+    der: Box<[u8]>,
 }
 
 impl CertificateInfo {
@@ -225,6 +228,7 @@ impl CertificateInfo {
             .serial(&serial_hex(cert.raw_serial()))
             .issuer_key(Sha256::digest(cert.issuer().as_raw()).into())
             .fingerprint(*sha256)
+            .der(der)
             .validity(
                 cert.validity().not_before.timestamp(),
                 cert.validity().not_after.timestamp(),
@@ -284,6 +288,11 @@ impl CertificateInfo {
     /// SHA-256 of the DER encoding.
     pub fn fingerprint(&self) -> &[u8; 32] {
         &self.sha256
+    }
+
+    /// The DER encoding; empty for a certificate made without one ([`CertificateBuilder`]).
+    pub fn der(&self) -> &[u8] {
+        &self.der
     }
 
     /// SHA-256 of the DER encoding, lower-case hex, as `$ssl_client_fingerprint` shows SHA-1.
@@ -380,6 +389,12 @@ impl CertificateBuilder {
     pub fn fingerprint(&mut self, sha256: [u8; 32]) -> &mut Self {
         self.info.sha256 = sha256;
         self.info.fingerprint = self.push(&hex(&sha256, HEX_LOWER));
+        self
+    }
+
+    /// The DER encoding the facts were read from.
+    pub fn der(&mut self, der: &[u8]) -> &mut Self {
+        self.info.der = der.into();
         self
     }
 
@@ -506,7 +521,7 @@ pub struct ParsedCertificates {
 }
 
 /// How many recently met certificates [`ParsedCertificates`] keeps: a bound on the memory it
-/// holds beyond the live connections (a few hundred bytes each).
+/// holds beyond the live connections (a few hundred bytes each, and their DER).
 pub const RECENT_CERTIFICATES: usize = 256;
 
 impl ParsedCertificates {
@@ -775,6 +790,7 @@ mod tests {
             hex(&Sha256::digest(&der), HEX_LOWER)
         );
         assert_eq!(info.fingerprint(), &<[u8; 32]>::from(Sha256::digest(&der)));
+        assert_eq!(info.der(), der.as_slice());
         assert_eq!(info.email(), Some("first.last@mail.mil"));
         assert_eq!(info.upn(), Some("1234567890@mil"));
         assert_eq!(

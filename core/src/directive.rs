@@ -24,8 +24,10 @@ pub enum Directive {
     TokenIssuer,
     TokenAudience,
     TokenClaim,
+    TokenAmr,
     Login,
     Jwks,
+    Handshake,
 }
 
 /// How many arguments a directive takes, as nginx checks them before the handler runs.
@@ -47,11 +49,13 @@ pub enum Context {
     Any,
     /// `location` only: the content handlers.
     Location,
+    /// `http` and `server`: what applies to a server's TLS handshakes.
+    Server,
 }
 
 impl Directive {
     /// Every directive, in the order of nginx's command table.
-    pub const ALL: [Directive; 19] = [
+    pub const ALL: &[Directive] = &[
         Self::AuthCert,
         Self::Identity,
         Self::IdentityRegex,
@@ -69,8 +73,10 @@ impl Directive {
         Self::TokenIssuer,
         Self::TokenAudience,
         Self::TokenClaim,
+        Self::TokenAmr,
         Self::Login,
         Self::Jwks,
+        Self::Handshake,
     ];
 
     /// The name, NUL-terminated: nginx compares command names with C strings.
@@ -93,8 +99,10 @@ impl Directive {
             Self::TokenIssuer => c"auth_cert_token_issuer",
             Self::TokenAudience => c"auth_cert_token_audience",
             Self::TokenClaim => c"auth_cert_token_claim",
+            Self::TokenAmr => c"auth_cert_token_amr",
             Self::Login => c"auth_cert_login",
             Self::Jwks => c"auth_cert_jwks",
+            Self::Handshake => c"auth_cert_handshake",
         }
     }
 
@@ -104,7 +112,7 @@ impl Directive {
     }
 
     pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|d| d.name() == name)
+        Self::ALL.iter().copied().find(|d| d.name() == name)
     }
 
     pub const fn arguments(self) -> Arguments {
@@ -115,11 +123,12 @@ impl Directive {
             | Self::MaxAge
             | Self::Stale
             | Self::TokenTtl
-            | Self::TokenIssuer => Arguments::One,
+            | Self::TokenIssuer
+            | Self::Handshake => Arguments::One,
             Self::Identity | Self::Eku | Self::KeyUsage | Self::Policy | Self::TokenAudience => {
                 Arguments::OneOrMore
             }
-            Self::Header | Self::IdentityArg => Arguments::TwoOrMore,
+            Self::Header | Self::IdentityArg | Self::TokenAmr => Arguments::TwoOrMore,
             Self::TokenKey | Self::Crl => Arguments::OneOrTwo,
             Self::TokenClaim => Arguments::Two,
             Self::Login => Arguments::NoneOrOne,
@@ -130,6 +139,7 @@ impl Directive {
     pub const fn context(self) -> Context {
         match self {
             Self::Login | Self::Jwks => Context::Location,
+            Self::Handshake => Context::Server,
             _ => Context::Any,
         }
     }
@@ -143,6 +153,7 @@ impl Directive {
                 | Self::TokenIssuer
                 | Self::TokenAudience
                 | Self::TokenClaim
+                | Self::TokenAmr
                 | Self::Login
                 | Self::Jwks
         )
@@ -155,7 +166,7 @@ mod tests {
 
     #[test]
     fn names_are_unique_and_round_trip() {
-        for d in Directive::ALL {
+        for &d in Directive::ALL {
             assert_eq!(Directive::from_name(d.name()), Some(d));
             assert!(d.name().starts_with("auth_cert"));
         }

@@ -9,6 +9,9 @@ use crate::verdict::Reason;
 /// `smartcardLogon` (Microsoft), present on CAC/PIV authentication certificates.
 pub const OID_SMARTCARD_LOGON: &str = "1.3.6.1.4.1.311.20.2.2";
 
+/// `id-PIV-cardAuth` (FIPS 201), on PIV card authentication certificates.
+pub const OID_PIV_CARD_AUTH: &str = "2.16.840.1.101.3.6.8";
+
 /// Extended key usage names accepted by `auth_cert_eku`, with their OIDs.
 const EKU_NAMES: [(&str, &str); 6] = [
     ("serverAuth", "1.3.6.1.5.5.7.3.1"),
@@ -16,7 +19,7 @@ const EKU_NAMES: [(&str, &str); 6] = [
     ("codeSigning", "1.3.6.1.5.5.7.3.3"),
     ("emailProtection", "1.3.6.1.5.5.7.3.4"),
     ("smartcardLogon", OID_SMARTCARD_LOGON),
-    ("pivCardAuth", "2.16.840.1.101.3.6.8"),
+    ("pivCardAuth", OID_PIV_CARD_AUTH),
 ];
 
 /// Key usage names accepted by `auth_cert_key_usage`, with their bit (RFC 5280 4.2.1.3).
@@ -134,12 +137,6 @@ impl Policy {
         identity::resolve(self.sources(), self.identity_regex.as_ref(), cert)
             .map_err(|_: IdentityError| Reason::Identity)
     }
-}
-
-/// Whether the certificate carries the smartcard logon EKU (for the token's `amr`).
-pub fn is_smartcard(cert: &CertificateInfo) -> bool {
-    cert.values(Field::ExtendedKeyUsage)
-        .any(|o| o == OID_SMARTCARD_LOGON)
 }
 
 #[cfg(test)]
@@ -264,6 +261,6 @@ mod tests {
         assert!(parse_key_usage("cRLSign").is_err());
         assert!(parse_policy_oid("2.16.840.1.101.2.1.11.42").is_ok());
         assert!(parse_policy_oid("anyPolicy").is_err());
-        assert!(is_smartcard(&cac()));
+        assert_eq!(parse_eku("pivCardAuth").unwrap(), OID_PIV_CARD_AUTH);
     }
 }

@@ -7,7 +7,7 @@
 
 use libfuzzer_sys::fuzz_target;
 
-use auth_cert_core::forwarded::{self as trusted, pem};
+use auth_cert_core::forwarded::{self as trusted, pem, MAX_CHAIN};
 use auth_cert_core::{cert, policy};
 use std::cell::RefCell;
 use std::sync::OnceLock;
@@ -80,7 +80,7 @@ fn check_printable(what: &str, value: &str) {
 fuzz_target!(|data: &[u8]| {
     let chain = match pem::decode_chain(data) {
         Ok(chain) => {
-            assert!(!chain.is_empty() && chain.len() <= pem::MAX_CHAIN);
+            assert!(!chain.is_empty() && chain.len() <= MAX_CHAIN);
             chain
         }
         Err(_) => vec![data.to_vec()],

@@ -31,8 +31,13 @@ to target/browser/.
 
 The card re-inserted step needs a mode in which nginx fails the TLS handshake when no
 certificate comes (`auth_cert_handshake require`): without it Chromium keeps its cached "no
-certificate" choice for the site. When this nginx does not know that directive the step is
-skipped, and what Chromium shows instead is printed as a diagnostic.
+certificate" choice for the site. Two more sites (HTTP/2, HTTP/1.1) run with that mode: the
+card pulled shows the browser's own error page, the card put back brings the identity back,
+in the same browser session (the module holds the alert of the failed handshake until
+Chromium has sent its request, see step 7; the reloads a user would need are counted in a
+diagnostic, normally none, and at most RELOADS are allowed). The sites without it show the no_cert
+page again, on a new connection. When this nginx does not know the directive, the recovery
+sites are left out and the step is skipped.
 """
 
 import html
@@ -40,6 +45,7 @@ import importlib.util
 import http.server
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -57,6 +63,7 @@ CHROMEDRIVER = os.environ.get("CHROMEDRIVER_BINARY", "/usr/bin/chromedriver")
 SOFTHSM_LIB = "/usr/lib/softhsm/libsofthsm2.so"
 MAX_AGE = 4  # seconds: auth_cert_max_age
 TIME_LIMIT = 120  # seconds for the whole test; a run takes about 20
+RELOADS = 8  # the most reloads a user makes after re-inserting the card (recovery mode)
 PIN, SO_PIN = "1234", "12345678"
 IDENTITY = "jdoe"
 P256_OID = bytes.fromhex("06082a8648ce3d030107")  # DER of prime256v1
@@ -477,7 +484,15 @@ class Browser:
         """Opens a URL in the site's tab; returns the new access log lines of this site."""
         self.tab(site)
         before = len(self.nginx.lines())
-        self.driver.get(site.origin + path)
+        from selenium.common.exceptions import WebDriverException
+
+        try:
+            self.driver.get(site.origin + path)
+        except WebDriverException as e:
+            # chromedriver sometimes reports a network error of the navigation instead of
+            # showing Chromium's error page; the page is what the user sees either way
+            if "net::ERR_" not in str(e):
+                raise
         self.shot(site, what)
         return self.new_lines(site, before)
 
@@ -628,19 +643,41 @@ def scenarios(b, card, sites, recovery_sites):
         diag(f"resumed late: {ln}")
 
     # 7. The card re-inserted: the identity should come back in the same browser session.
+    #    Chromium keeps its "no certificate" choice for the site; without the recovery mode it
+    #    gets the no_cert page again (on a new connection: the no_cert answer ended the last
+    #    one, HTTP/2 included). With auth_cert_handshake require the handshake fails with an
+    #    alert, and Chromium forgets the choice only when that alert comes while a request is
+    #    on the connection (ERR_BAD_SSL_CLIENT_AUTH_CERT). The client finishes its side of the
+    #    handshake first (TLS 1.3; False Start in TLS 1.2): an alert that arrives before the
+    #    request is sent gives ERR_SOCKET_NOT_CONNECTED, Chromium keeps its choice, and the
+    #    user must reload. The module holds the alert until the request has come; the reloads
+    #    a user would need are counted all the same (docs/authentication-age.md).
     card.insert()
     for s in every:
         lines = b.get(s, "/", "card-reinserted")
+        errors = []
+        if s.recovery:
+            while b.field("identity") is None and len(errors) < RELOADS:
+                errors.append(net_error(b.text()))
+                lines += b.get(s, "/", "card-reinserted-reload")
         text = b.text()
-        diag(f"{s.name} card re-inserted: {first_line(text)!r}: {summary(lines)}")
-        if lines and lines[0]["conn"] == s.conn:
-            diag(f"{s.name}: the connection of the no_cert answer ({s.conn}) is still in use")
+        diag(f"{s.name} card re-inserted: {first_line(text)!r}: {summary(lines)}"
+             + (f"; reloads: {len(errors)} ({', '.join(errors)})" if s.recovery else ""))
         if s.recovery:
             is_(b.field("identity"), IDENTITY, f"{s.name}: card re-inserted: the identity")
-        elif not recovery_sites:
+            continue
+        ok(lines and lines[0]["conn"] != s.conn,
+           f"{s.name}: card re-inserted: not on the connection of the no_cert answer")
+        if not recovery_sites:
             skip(f"{s.name}: card re-inserted: the identity comes back",
                  "needs the directive auth_cert_handshake require, which this nginx does "
                  f"not know; Chromium shows {first_line(text)!r}")
+
+
+def net_error(text):
+    """The network error code of Chromium's error page ("?" without one)."""
+    found = re.findall(r"ERR_[A-Z_]+", text)
+    return found[0] if found else "?"
 
 
 def main():

@@ -222,6 +222,15 @@ sub escaped {
 	return $escaped;
 }
 
+# Base64 of the DER of each certificate of a file (one, or a chain made by `bundle`), in
+# order, on one line each: as HAProxy's %[ssl_c_der,base64], Traefik or RFC 9440 send it.
+sub der64 {
+	my ($self, $file) = @_;
+	my @b64 = $self->pem($file) =~ /-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----/gs;
+	s/\s+//g for @b64;
+	return wantarray ? @b64 : $b64[0];
+}
+
 # notAfter of a certificate, Unix seconds.
 sub not_after {
 	my ($self, $name) = @_;

@@ -1,59 +1,27 @@
-//! A certificate chain forwarded in a request header, decoded to DER: URL-escaped PEM (as
-//! nginx's `$ssl_client_escaped_cert`), or raw PEM, also with spaces or tabs where the
-//! newlines were (as some load balancers send it). The first block is the client
-//! certificate, the others are intermediates offered for its chain.
-
-use core::fmt;
+//! Format `pem`: a certificate chain forwarded in a request header, decoded to DER.
+//! URL-escaped PEM (nginx's `$ssl_client_escaped_cert`; AWS ALB's `X-Amzn-Mtls-Clientcert`,
+//! which leaves `+`, `=` and `/` literal: a `+` is never a space), or raw PEM, also with
+//! spaces or tabs where the newlines were (Apache's `SSL_CLIENT_CERT` with spaces, nginx's
+//! deprecated `$ssl_client_cert` with a tab after each newline). The first block is the
+//! client certificate, the others are intermediates offered for its chain.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 
-use super::percent_decode;
-
-/// Longest header value accepted; a client certificate with two intermediates, escaped, is
-/// far below it.
-pub const MAX_HEADER_LEN: usize = 32 * 1024;
-/// Most certificates accepted in one header value.
-pub const MAX_CHAIN: usize = 8;
+use super::{percent_decode, HeaderError, MAX_CHAIN, MAX_HEADER_LEN};
 
 const BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
 const END: &[u8] = b"-----END CERTIFICATE-----";
 
-/// Why a header value is not a certificate chain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PemError {
-    TooLong,
-    Escaping,
-    NoCertificate,
-    Unterminated,
-    Base64,
-    TooMany,
-    Garbage,
-}
-
-impl fmt::Display for PemError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::TooLong => "header value too long",
-            Self::Escaping => "invalid percent-encoding",
-            Self::NoCertificate => "no PEM certificate",
-            Self::Unterminated => "PEM certificate without END line",
-            Self::Base64 => "invalid base64 in PEM certificate",
-            Self::TooMany => "too many certificates",
-            Self::Garbage => "unexpected data around PEM certificates",
-        })
-    }
-}
-
 /// The DER certificates of a header value, client certificate first.
-pub fn decode_chain(value: &[u8]) -> Result<Vec<Vec<u8>>, PemError> {
+pub fn decode_chain(value: &[u8]) -> Result<Vec<Vec<u8>>, HeaderError> {
     if value.len() > MAX_HEADER_LEN {
-        return Err(PemError::TooLong);
+        return Err(HeaderError::TooLong);
     }
     let decoded;
     let mut text = value;
     if value.contains(&b'%') {
-        decoded = percent_decode(value).ok_or(PemError::Escaping)?;
+        decoded = percent_decode(value).ok_or(HeaderError::Escaping)?;
         text = &decoded;
     }
     let mut chain = Vec::new();
@@ -62,16 +30,16 @@ pub fn decode_chain(value: &[u8]) -> Result<Vec<Vec<u8>>, PemError> {
         if text.is_empty() {
             break;
         }
-        let body = text.strip_prefix(BEGIN).ok_or(PemError::Garbage)?;
-        let end = find(body, END).ok_or(PemError::Unterminated)?;
+        let body = text.strip_prefix(BEGIN).ok_or(HeaderError::Garbage)?;
+        let end = find(body, END).ok_or(HeaderError::Unterminated)?;
         if chain.len() == MAX_CHAIN {
-            return Err(PemError::TooMany);
+            return Err(HeaderError::TooMany);
         }
-        chain.push(base64_decode(&body[..end]).ok_or(PemError::Base64)?);
+        chain.push(base64_decode(&body[..end]).ok_or(HeaderError::PemBase64)?);
         text = &body[end + END.len()..];
     }
     if chain.is_empty() {
-        return Err(PemError::NoCertificate);
+        return Err(HeaderError::NoCertificate);
     }
     Ok(chain)
 }
@@ -150,6 +118,37 @@ mod tests {
         assert_eq!(decode_chain(crlf.as_bytes()), Ok(vec![DER.to_vec()]));
     }
 
+    /// nginx's deprecated `$ssl_client_cert`: a tab after every newline, the last newline
+    /// dropped.
+    #[test]
+    fn nginx_tab_indented_pem() {
+        let pem = pem(DER);
+        let value = pem.trim_end_matches('\n').replace('\n', "\n\t");
+        assert!(value.contains("-----\n\t") && !value.ends_with('\n'));
+        assert_eq!(decode_chain(value.as_bytes()), Ok(vec![DER.to_vec()]));
+    }
+
+    /// Apache's `SSL_CLIENT_CERT` forwarded with a space for each newline.
+    #[test]
+    fn apache_pem_with_spaces() {
+        let value = "-----BEGIN CERTIFICATE----- MAMCAQU= -----END CERTIFICATE-----";
+        assert_eq!(
+            decode_chain(value.as_bytes()),
+            Ok(vec![b"\x30\x03\x02\x01\x05".to_vec()])
+        );
+    }
+
+    /// AWS ALB `X-Amzn-Mtls-Clientcert`: URL-encoded, but `+`, `=` and `/` left literal; the
+    /// `+` is a base64 character, never a space.
+    #[test]
+    fn alb_literal_plus() {
+        let der = [0xfb, 0xef, 0xbe, 0xff, 0xff];
+        let value = "-----BEGIN%20CERTIFICATE-----%0A++++//8=%0A-----END%20CERTIFICATE-----%0A";
+        assert_eq!(decode_chain(value.as_bytes()), Ok(vec![der.to_vec()]));
+        let chain = format!("{value}{}", value.replace("++++", "+++/"));
+        assert_eq!(decode_chain(chain.as_bytes()).map(|c| c.len()), Ok(2));
+    }
+
     #[test]
     fn chain_keeps_order() {
         let chain = format!("{}{}", pem(b"leaf"), pem(b"intermediate"));
@@ -158,7 +157,7 @@ mod tests {
             Ok(vec![b"leaf".to_vec(), b"intermediate".to_vec()])
         );
         let too_many = pem(b"x").repeat(MAX_CHAIN + 1);
-        assert_eq!(decode_chain(too_many.as_bytes()), Err(PemError::TooMany));
+        assert_eq!(decode_chain(too_many.as_bytes()), Err(HeaderError::TooMany));
         assert_eq!(
             decode_chain(pem(b"x").repeat(MAX_CHAIN).as_bytes()).map(|c| c.len()),
             Ok(MAX_CHAIN)
@@ -168,32 +167,32 @@ mod tests {
     #[test]
     fn bad_values() {
         let full = pem(DER);
-        assert_eq!(decode_chain(b""), Err(PemError::NoCertificate));
-        assert_eq!(decode_chain(b"  \t "), Err(PemError::NoCertificate));
-        assert_eq!(decode_chain(b"hello"), Err(PemError::Garbage));
+        assert_eq!(decode_chain(b""), Err(HeaderError::NoCertificate));
+        assert_eq!(decode_chain(b"  \t "), Err(HeaderError::NoCertificate));
+        assert_eq!(decode_chain(b"hello"), Err(HeaderError::Garbage));
         assert_eq!(
             decode_chain(format!("junk{full}").as_bytes()),
-            Err(PemError::Garbage)
+            Err(HeaderError::Garbage)
         );
         assert_eq!(
             decode_chain(format!("{full}junk").as_bytes()),
-            Err(PemError::Garbage)
+            Err(HeaderError::Garbage)
         );
         assert_eq!(
             decode_chain(&full.as_bytes()[..full.len() / 2]),
-            Err(PemError::Unterminated)
+            Err(HeaderError::Unterminated)
         );
         assert_eq!(
             decode_chain(full.replace("MAMC", "MA*C").as_bytes()),
-            Err(PemError::Base64)
+            Err(HeaderError::PemBase64)
         );
         assert_eq!(
             decode_chain(b"-----BEGIN CERTIFICATE----------END CERTIFICATE-----"),
-            Err(PemError::Base64)
+            Err(HeaderError::PemBase64)
         );
-        assert_eq!(decode_chain(b"%0G"), Err(PemError::Escaping));
+        assert_eq!(decode_chain(b"%0G"), Err(HeaderError::Escaping));
         let long = vec![b' '; MAX_HEADER_LEN + 1];
-        assert_eq!(decode_chain(&long), Err(PemError::TooLong));
+        assert_eq!(decode_chain(&long), Err(HeaderError::TooLong));
     }
 
     #[test]

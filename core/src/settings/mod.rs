@@ -83,6 +83,35 @@ impl CrlSource {
     }
 }
 
+/// `auth_cert_handshake require | http`: how a server's TLS handshake treats a client that
+/// sends no certificate, or one that does not verify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handshake {
+    /// The handshake fails with a TLS alert (`certificate_required`, `unknown_ca`, ...):
+    /// browsers then forget a cached "no certificate" choice.
+    Require,
+    /// The handshake completes and the module answers at the HTTP level, as nginx does.
+    Http,
+}
+
+impl Handshake {
+    /// Whether a server with nginx's `ssl_verify_client` value `verify` (as nginx stores it:
+    /// 0 `off`, 1 `on`, 2 `optional`, 3 `optional_no_ca`) can run this mode; the message for
+    /// `nginx -t` otherwise. `require` needs certificates that nginx verifies: without
+    /// `ssl_verify_client` no certificate is asked for, and `optional_no_ca` accepts
+    /// certificates that `require` would refuse.
+    pub fn check_verify_client(self, verify: usize) -> Result<(), String> {
+        match (self, verify) {
+            (Self::Require, 0 | 3) => Err(format!(
+                "\"{} require\" requires \"ssl_verify_client on\" or \"optional\" in its \
+                 server",
+                Directive::Handshake.name()
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// The settings of one configuration level (http, server or location).
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
@@ -101,6 +130,7 @@ pub struct Settings {
     /// `auth_cert_max_age`: set here (`Some`), and then a limit in seconds or `off` (`None`).
     max_age: Option<Option<i64>>,
     stale: Option<Stale>,
+    handshake: Option<Handshake>,
 }
 
 impl Settings {
@@ -126,6 +156,11 @@ impl Settings {
         self.stale.unwrap_or(Stale::Reauth)
     }
 
+    /// `auth_cert_handshake`; meaningful at the server level.
+    pub fn handshake(&self) -> Handshake {
+        self.handshake.unwrap_or(Handshake::Http)
+    }
+
     /// Inherits from the enclosing level what this level does not set.
     pub fn merge(&mut self, parent: &Settings) {
         if self.mode.is_none() {
@@ -136,6 +171,9 @@ impl Settings {
         }
         if self.stale.is_none() {
             self.stale = parent.stale;
+        }
+        if self.handshake.is_none() {
+            self.handshake = parent.handshake;
         }
         self.policy.merge(&parent.policy);
         self.token.merge(&parent.token);
@@ -233,6 +271,22 @@ impl Settings {
                         return Err(format!(
                             "invalid value \"{word}\" in \"{name}\" directive, it must be \
                              \"reauth\" or \"reject\""
+                        ))
+                    }
+                });
+            }
+            Directive::Handshake => {
+                if self.handshake.is_some() {
+                    return Err(duplicate());
+                }
+                let word = one(name, args)?;
+                self.handshake = Some(match word {
+                    "require" => Handshake::Require,
+                    "http" => Handshake::Http,
+                    _ => {
+                        return Err(format!(
+                            "invalid value \"{word}\" in \"{name}\" directive, it must be \
+                             \"require\" or \"http\""
                         ))
                     }
                 });
@@ -563,6 +617,49 @@ pub(crate) mod tests {
         }
         let err = settings(&[("auth_cert_crl", &["a"]), ("auth_cert_crl", &["b"])]).unwrap_err();
         assert_eq!(err, "\"auth_cert_crl\" directive is duplicate");
+    }
+
+    #[test]
+    fn handshake() {
+        assert_eq!(Settings::default().handshake(), Handshake::Http);
+        let s = settings(&[("auth_cert_handshake", &["require"])]).unwrap();
+        assert_eq!(s.handshake(), Handshake::Require);
+        let mut child = Settings::default();
+        child.merge(&s);
+        assert_eq!(child.handshake(), Handshake::Require);
+        let mut http = settings(&[("auth_cert_handshake", &["http"])]).unwrap();
+        http.merge(&s);
+        assert_eq!(http.handshake(), Handshake::Http);
+
+        let err = settings(&[("auth_cert_handshake", &["fail"])]).unwrap_err();
+        assert_eq!(
+            err,
+            "invalid value \"fail\" in \"auth_cert_handshake\" directive, it must be \
+             \"require\" or \"http\""
+        );
+        let err = settings(&[
+            ("auth_cert_handshake", &["http"]),
+            ("auth_cert_handshake", &["require"]),
+        ])
+        .unwrap_err();
+        assert_eq!(err, "\"auth_cert_handshake\" directive is duplicate");
+
+        for verify in [1, 2] {
+            assert_eq!(Handshake::Require.check_verify_client(verify), Ok(()));
+        }
+        for verify in [0, 3] {
+            assert_eq!(
+                Handshake::Require.check_verify_client(verify),
+                Err(
+                    "\"auth_cert_handshake require\" requires \"ssl_verify_client on\" or \
+                     \"optional\" in its server"
+                        .to_owned()
+                )
+            );
+        }
+        for verify in 0..4 {
+            assert_eq!(Handshake::Http.check_verify_client(verify), Ok(()));
+        }
     }
 
     #[test]

@@ -1,26 +1,39 @@
 //! The reuse rule: a token serves every request of the same authentication until half its
-//! lifetime has passed.
+//! lifetime has passed, on any connection of the worker: keep-alive requests, HTTP/2 streams,
+//! resumed sessions and the parallel connections of one client.
 
-use core::ptr;
+use std::collections::HashMap;
+use std::mem::size_of;
 use std::rc::Rc;
 
 use super::jws::Issued;
 use super::settings::TokenSettings;
 use crate::cert::CertificateInfo;
 
-/// How many differently configured tokens one connection keeps for reuse.
-pub(super) const CACHE_ENTRIES: usize = 4;
+/// How many tokens a cache keeps at most.
+pub const CACHE_ENTRIES: usize = 1024;
 
-/// What makes two requests' tokens interchangeable: the same location settings (key, TTL,
-/// issuer, audience, claim names), the same authentication, the same expiry bound and the
-/// same values of the configured claims. Compared field by field: building the claims just
-/// to compare them would cost more than the reuse saves.
-#[derive(Debug, Clone)]
+/// How many bytes the tokens, their keys and the bookkeeping of a cache take at most (as
+/// [`CacheKey::cost`] counts them): a token with large claim values takes the room of several.
+pub const CACHE_BYTES: usize = 1024 * 1024;
+
+/// The hash table's bytes per entry beyond the entry itself: a control byte, and spare
+/// slots (the table is at most 7/8 full).
+const TABLE_OVERHEAD: usize = 16;
+
+/// What makes two requests' tokens interchangeable: the same token settings (key, TTL,
+/// issuer, audience, claim names), the same authentication (identity, certificate and the
+/// time of the handshake that authenticated it, which resumed sessions keep), the same
+/// expiry bound and the same values of the configured claims. Compared field by field:
+/// building the claims just to compare them would cost more than the reuse saves.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CacheKey {
-    /// By address: a configuration outlives the connections it serves.
-    pub(super) settings: *const TokenSettings,
+    /// [`TokenSettings::serial`]: unique in the process, never reused, even by the settings
+    /// of a later configuration.
+    pub(super) settings: u64,
     pub(super) identity: Rc<str>,
-    pub(super) cert: Rc<CertificateInfo>,
+    /// SHA-256 of the certificate.
+    pub(super) fingerprint: [u8; 32],
     pub(super) auth_time: Option<i64>,
     pub(super) limit: i64,
     pub(super) extra: Vec<String>,
@@ -30,57 +43,152 @@ impl CacheKey {
     pub fn new(
         settings: &TokenSettings,
         identity: Rc<str>,
-        cert: Rc<CertificateInfo>,
+        cert: &CertificateInfo,
         auth_time: Option<i64>,
         limit: i64,
         extra: Vec<String>,
     ) -> Self {
         CacheKey {
-            settings,
+            settings: settings.serial(),
             identity,
-            cert,
+            fingerprint: *cert.fingerprint(),
             auth_time,
             limit,
             extra,
         }
     }
-}
 
-impl PartialEq for CacheKey {
-    fn eq(&self, other: &Self) -> bool {
-        ptr::eq(self.settings, other.settings)
-            && self.identity == other.identity
-            && self.cert.fingerprint() == other.cert.fingerprint()
-            && self.auth_time == other.auth_time
-            && self.limit == other.limit
-            && self.extra == other.extra
+    /// The bytes an entry with this key and `issued` takes: its slot in the hash table (with
+    /// the table's control byte and spare room), the identity (shared with the request that
+    /// made the entry, but it may outlive it), the claim values and the token.
+    fn cost(&self, issued: &Issued) -> usize {
+        size_of::<(CacheKey, Entry)>()
+            + TABLE_OVERHEAD
+            + 2 * size_of::<usize>()
+            + self.identity.len()
+            + self
+                .extra
+                .iter()
+                .map(|v| v.capacity() + size_of::<String>())
+                .sum::<usize>()
+            + issued.token.capacity()
     }
 }
 
-/// The tokens of one TLS connection, so that keep-alive requests and HTTP/2 streams of one
-/// authentication share a signature.
-#[derive(Debug, Default)]
+#[derive(Debug)]
+struct Entry {
+    issued: Issued,
+    /// When the entry was last used, in calls of [`TokenCache::get_or_issue`].
+    used: u64,
+    cost: usize,
+}
+
+/// The tokens of one worker: a bounded cache, least recently used first out.
+#[derive(Debug)]
 pub struct TokenCache {
-    pub(super) entries: Vec<(CacheKey, Issued)>,
+    entries: HashMap<CacheKey, Entry>,
+    clock: u64,
+    bytes: usize,
+    max_entries: usize,
+    max_bytes: usize,
+}
+
+impl Default for TokenCache {
+    fn default() -> Self {
+        Self::with_bounds(CACHE_ENTRIES, CACHE_BYTES)
+    }
 }
 
 impl TokenCache {
-    /// The token for `key`: the kept one while it is reusable, else a new one from `sign`.
+    /// A cache of at most `max_entries` tokens and `max_bytes` bytes.
+    pub fn with_bounds(max_entries: usize, max_bytes: usize) -> Self {
+        TokenCache {
+            entries: HashMap::new(),
+            clock: 0,
+            bytes: 0,
+            max_entries,
+            max_bytes,
+        }
+    }
+
+    /// How many tokens the cache holds.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// How many bytes its entries take, as [`CacheKey::cost`] counts them.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The token for `key`: the kept one while it is reusable, else a new one from `sign`,
+    /// kept for the next requests of the same authentication.
     pub fn get_or_issue(
         &mut self,
         key: CacheKey,
         now: i64,
         sign: impl FnOnce() -> Result<Issued, String>,
     ) -> Result<Issued, String> {
-        self.entries.retain(|(_, issued)| issued.is_reusable(now));
-        if let Some((_, issued)) = self.entries.iter().find(|(k, _)| *k == key) {
-            return Ok(issued.clone());
+        self.clock += 1;
+        if let Some(entry) = self.entries.get_mut(&key) {
+            if entry.issued.is_reusable(now) {
+                entry.used = self.clock;
+                return Ok(entry.issued.clone());
+            }
+            self.remove(&key);
         }
         let issued = sign()?;
-        if self.entries.len() >= CACHE_ENTRIES {
-            self.entries.remove(0);
+        // A clone's string has no spare capacity.
+        let kept = issued.clone();
+        let cost = key.cost(&kept);
+        if cost > self.max_bytes || self.max_entries == 0 {
+            return Ok(issued);
         }
-        self.entries.push((key, issued.clone()));
+        if self.entries.len() >= self.max_entries || self.bytes + cost > self.max_bytes {
+            self.evict(now, cost);
+        }
+        self.bytes += cost;
+        let entry = Entry {
+            issued: kept,
+            used: self.clock,
+            cost,
+        };
+        self.entries.insert(key, entry);
         Ok(issued)
+    }
+
+    fn remove(&mut self, key: &CacheKey) {
+        if let Some(entry) = self.entries.remove(key) {
+            self.bytes -= entry.cost;
+        }
+    }
+
+    /// Makes room for an entry of `cost` bytes: drops the tokens no longer reusable, then
+    /// the least recently used ones.
+    fn evict(&mut self, now: i64, cost: usize) {
+        let mut freed = 0;
+        self.entries.retain(|_, entry| {
+            let keep = entry.issued.is_reusable(now);
+            if !keep {
+                freed += entry.cost;
+            }
+            keep
+        });
+        self.bytes -= freed;
+        while self.entries.len() >= self.max_entries || self.bytes + cost > self.max_bytes {
+            let Some(oldest) = self
+                .entries
+                .iter()
+                .min_by_key(|(_, entry)| entry.used)
+                .map(|(key, _)| key.clone())
+            else {
+                break;
+            };
+            self.remove(&oldest);
+        }
     }
 }

@@ -3,10 +3,10 @@
 
 use serde_json::{json, Map, Value};
 
+use super::amr;
 use super::key::b64;
 use super::settings::TokenSettings;
 use crate::cert::CertificateInfo;
-use crate::policy;
 
 /// The certificate authentication a token is issued for.
 pub struct Subject<'a> {
@@ -31,12 +31,8 @@ pub fn claims(
     if let Some(auth_time) = subject.auth_time {
         claims.insert("auth_time".into(), auth_time.into());
     }
-    // RFC 8176 methods: x509 certificate, proof of possession of its key, smartcard.
-    let amr: &[&str] = if policy::is_smartcard(subject.cert) {
-        &["sc", "hwk", "x509"]
-    } else {
-        &["hwk", "x509"]
-    };
+    // RFC 8176 methods: x509 certificate, and a hardware key or a smartcard on evidence.
+    let amr = amr::methods(settings.amr.as_deref().unwrap_or_default(), subject.cert);
     claims.insert("amr".into(), json!(amr));
     // RFC 8705 section 3.1: the certificate the token is bound to.
     let thumbprint = b64(subject.cert.fingerprint());

@@ -1,19 +1,17 @@
-//! Signing keys of `auth_cert_token_key`: loaded from PEM files or raw HMAC secrets once, at
-//! configuration time, with their JWK public parameters and RFC 7638 thumbprint.
+//! Signing keys of `auth_cert_token_key`: read once, at configuration time, from PEM files or
+//! raw HMAC secrets, with their JWK public parameters and RFC 7638 thumbprint.
+//!
+//! The core finds the key in the file and tells its algorithm; a [`Signer`] made by the
+//! module's [`LoadSigner`] (OpenSSL, nginx's own libcrypto) holds the private key and signs.
 
 use std::path::Path;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use hmac::{Hmac, Mac as _};
-use p256::elliptic_curve::sec1::ToEncodedPoint as _;
-use p256::pkcs8::{DecodePrivateKey as _, PrivateKeyInfo};
-use rsa::pkcs1::DecodeRsaPrivateKey as _;
-use rsa::rand_core::OsRng;
-use rsa::signature::{RandomizedSigner as _, SignatureEncoding as _, Signer as _};
-use rsa::traits::PublicKeyParts as _;
+use pkcs8::PrivateKeyInfo;
 use serde_json::{json, Map, Value};
 use sha2::{Digest as _, Sha256};
+use zeroize::Zeroizing;
 
 /// The shortest RSA modulus accepted for signing (NIST SP 800-57, RFC 7518 section 3.3).
 pub const MIN_RSA_BITS: usize = 2048;
@@ -36,24 +34,77 @@ const UNSUPPORTED_NAMES: [(&str, &str); 7] = [
     ("1.2.840.113549.1.1.10", "RSA-PSS"),
 ];
 
+/// The encoding of a private key's DER.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyFormat {
+    /// PKCS #8 `PRIVATE KEY`, any algorithm.
+    Pkcs8,
+    /// SEC 1 `EC PRIVATE KEY`; its curve is for the signer to check.
+    Sec1,
+    /// PKCS #1 `RSA PRIVATE KEY`.
+    Pkcs1,
+}
+
+/// What a [`LoadSigner`] makes a signer of.
+#[derive(Debug, Clone, Copy)]
+pub enum KeyMaterial<'a> {
+    /// A private key of `algorithm` (never [`Algorithm::Hs256`]).
+    Private {
+        algorithm: Algorithm,
+        format: KeyFormat,
+        der: &'a [u8],
+    },
+    /// An HMAC secret, at least [`MIN_HMAC_BYTES`] long.
+    Secret(&'a [u8]),
+}
+
+/// The public half of a key, big-endian unsigned integers and raw points as RFC 7518 and
+/// RFC 8037 publish them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublicKey {
+    /// P-256: the affine coordinates, 32 bytes each.
+    Ec { x: Vec<u8>, y: Vec<u8> },
+    /// Ed25519: the 32-byte public key.
+    Ed25519 { x: Vec<u8> },
+    /// RSA: the modulus and the public exponent, without leading zeros.
+    Rsa { n: Vec<u8>, e: Vec<u8> },
+    /// An HMAC secret has none.
+    None,
+}
+
+/// A key ready to sign JWS signing inputs. It holds the private key and erases it when
+/// dropped.
+pub trait Signer: Send + Sync {
+    fn algorithm(&self) -> Algorithm;
+
+    fn public_key(&self) -> PublicKey;
+
+    /// The JWS signature of `message` (RFC 7518 section 3): for ES256 the raw `R || S`, 32
+    /// bytes each.
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String>;
+}
+
+/// Makes the signer of a key, or says why the key cannot sign ("not a valid ...").
+pub type LoadSigner = fn(KeyMaterial<'_>) -> Result<Box<dyn Signer>, String>;
+
 /// A public key in JWK form (RFC 7517, 7518, 8037), or a secret for its thumbprint only.
 enum Jwk {
     Ec { x: String, y: String },
     Okp { x: String },
     Rsa { n: String, e: String },
-    Oct { k: String },
+    Oct { k: Zeroizing<String> },
 }
 
 impl Jwk {
     /// The RFC 7638 thumbprint: SHA-256 of the required members in lexicographic order.
     fn thumbprint(&self) -> String {
         // Every value is base64url or a fixed name, so no JSON escaping is needed.
-        let canonical = match self {
+        let canonical = Zeroizing::new(match self {
             Self::Ec { x, y } => format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#),
             Self::Okp { x } => format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#),
             Self::Rsa { n, e } => format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#),
-            Self::Oct { k } => format!(r#"{{"k":"{k}","kty":"oct"}}"#),
-        };
+            Self::Oct { k } => format!(r#"{{"k":"{}","kty":"oct"}}"#, k.as_str()),
+        });
         b64(&Sha256::digest(canonical.as_bytes()))
     }
 
@@ -97,55 +148,13 @@ impl Algorithm {
     }
 }
 
-/// A private key or secret, parsed once, ready to sign.
-pub(super) enum SigningKey {
-    Es256(p256::ecdsa::SigningKey),
-    EdDsa(ed25519_dalek::SigningKey),
-    Rs256(rsa::pkcs1v15::SigningKey<Sha256>),
-    Hs256(Hmac<Sha256>),
-}
-
-impl SigningKey {
-    fn algorithm(&self) -> Algorithm {
-        match self {
-            Self::Es256(_) => Algorithm::Es256,
-            Self::EdDsa(_) => Algorithm::EdDsa,
-            Self::Rs256(_) => Algorithm::Rs256,
-            Self::Hs256(_) => Algorithm::Hs256,
-        }
-    }
-
-    /// The JWS signature of `message`.
-    pub(super) fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String> {
-        let failed = |e: rsa::signature::Error| format!("signing failed: {e}");
-        Ok(match self {
-            // RFC 7518 section 3.4: R and S, 32 bytes each; RFC 6979 deterministic nonces.
-            Self::Es256(key) => {
-                let signature: p256::ecdsa::Signature = key.try_sign(message).map_err(failed)?;
-                signature.to_bytes().to_vec()
-            }
-            Self::EdDsa(key) => key.sign(message).to_bytes().to_vec(),
-            // With a random blinding factor against timing attacks on the private key.
-            Self::Rs256(key) => key
-                .try_sign_with_rng(&mut OsRng, message)
-                .map_err(failed)?
-                .to_vec(),
-            Self::Hs256(mac) => {
-                let mut mac = mac.clone();
-                mac.update(message);
-                mac.finalize().into_bytes().to_vec()
-            }
-        })
-    }
-}
-
 /// One key of `auth_cert_token_key`.
 pub struct TokenKey {
     pub kid: String,
     pub algorithm: Algorithm,
     /// RFC 7638 thumbprint of the key, also the default `kid`.
     pub thumbprint: String,
-    pub(super) signing: SigningKey,
+    pub(super) signing: Box<dyn Signer>,
     /// The JOSE header of every token signed with this key, base64url-encoded.
     pub(super) header: String,
     /// What the JWKS publishes besides `kid`, `alg` and `use`; `None` for an HMAC secret.
@@ -165,53 +174,89 @@ impl core::fmt::Debug for TokenKey {
 impl TokenKey {
     /// A private key in PEM: PKCS #8 (`PRIVATE KEY`), SEC 1 (`EC PRIVATE KEY`, P-256 only) or
     /// PKCS #1 (`RSA PRIVATE KEY`). Other PEM blocks (such as `EC PARAMETERS`) are skipped.
-    pub fn from_pem(pem_text: &[u8], kid: Option<&str>) -> Result<Self, String> {
+    pub fn from_pem(pem_text: &[u8], kid: Option<&str>, load: LoadSigner) -> Result<Self, String> {
         let blocks = pem::parse_many(pem_text).map_err(|e| format!("not a PEM file: {e}"))?;
-        if blocks.iter().any(|b| b.tag() == "ENCRYPTED PRIVATE KEY") {
+        // The decoded key blocks are erased when dropped.
+        let blocks: Vec<(String, Zeroizing<Vec<u8>>)> = blocks
+            .into_iter()
+            .map(|b| (b.tag().to_owned(), Zeroizing::new(b.into_contents())))
+            .collect();
+        if blocks.iter().any(|(tag, _)| tag == "ENCRYPTED PRIVATE KEY") {
             return Err("encrypted private keys are not supported".into());
         }
-        let mut keys = blocks.iter().filter(|b| {
+        let mut keys = blocks.iter().filter(|(tag, _)| {
             matches!(
-                b.tag(),
+                tag.as_str(),
                 "PRIVATE KEY" | "EC PRIVATE KEY" | "RSA PRIVATE KEY"
             )
         });
-        let (Some(block), None) = (keys.next(), keys.next()) else {
+        let (Some((tag, der)), None) = (keys.next(), keys.next()) else {
             return Err(
                 "expected exactly one \"PRIVATE KEY\", \"EC PRIVATE KEY\" or \"RSA PRIVATE KEY\" \
                  PEM block"
                     .into(),
             );
         };
-        let der = block.contents();
-        let (signing, jwk) = match block.tag() {
-            "EC PRIVATE KEY" => ec_key(
-                p256::SecretKey::from_sec1_der(der)
-                    .map_err(|_| "not a valid P-256 EC private key")?,
-            )?,
-            "RSA PRIVATE KEY" => rsa_key(
-                rsa::RsaPrivateKey::from_pkcs1_der(der)
-                    .map_err(|e| format!("not a valid RSA private key: {e}"))?,
-            )?,
-            _ => pkcs8_key(der)?,
+        let (algorithm, format) = match tag.as_str() {
+            "EC PRIVATE KEY" => (Algorithm::Es256, KeyFormat::Sec1),
+            "RSA PRIVATE KEY" => (Algorithm::Rs256, KeyFormat::Pkcs1),
+            _ => (pkcs8_algorithm(der)?, KeyFormat::Pkcs8),
         };
-        Ok(Self::new(signing, &jwk, kid))
+        let signer = load(KeyMaterial::Private {
+            algorithm,
+            format,
+            der,
+        })?;
+        if signer.algorithm() != algorithm {
+            return Err(format!(
+                "the signer made a {} key of a {} key",
+                signer.algorithm().name(),
+                algorithm.name()
+            ));
+        }
+        let jwk = match signer.public_key() {
+            PublicKey::Ec { x, y } if x.len() == 32 && y.len() == 32 => Jwk::Ec {
+                x: b64(&x),
+                y: b64(&y),
+            },
+            PublicKey::Ed25519 { x } if x.len() == 32 => Jwk::Okp { x: b64(&x) },
+            PublicKey::Rsa { n, e } => {
+                let bits = bit_length(&n);
+                if bits < MIN_RSA_BITS {
+                    return Err(format!(
+                        "RSA key of {bits} bits is too weak, at least {MIN_RSA_BITS} bits are \
+                         needed"
+                    ));
+                }
+                Jwk::Rsa {
+                    n: b64(&n),
+                    e: b64(&e),
+                }
+            }
+            other => return Err(format!("invalid public key {other:?}")),
+        };
+        Ok(Self::new(signer, &jwk, kid))
     }
 
     /// An HMAC secret: the raw bytes of a file, used as they are.
-    pub fn from_secret(secret: &[u8], kid: Option<&str>) -> Result<Self, String> {
+    pub fn from_secret(secret: &[u8], kid: Option<&str>, load: LoadSigner) -> Result<Self, String> {
         if secret.len() < MIN_HMAC_BYTES {
             return Err(format!(
                 "HMAC secret of {} bytes is too short, at least {MIN_HMAC_BYTES} bytes are needed",
                 secret.len()
             ));
         }
-        let jwk = Jwk::Oct { k: b64(secret) };
-        let mac = Hmac::<Sha256>::new_from_slice(secret).map_err(|e| e.to_string())?;
-        Ok(Self::new(SigningKey::Hs256(mac), &jwk, kid))
+        let signer = load(KeyMaterial::Secret(secret))?;
+        if signer.algorithm() != Algorithm::Hs256 {
+            return Err("the signer made no HMAC key of a secret".into());
+        }
+        let jwk = Jwk::Oct {
+            k: Zeroizing::new(b64(secret)),
+        };
+        Ok(Self::new(signer, &jwk, kid))
     }
 
-    fn new(signing: SigningKey, jwk: &Jwk, kid: Option<&str>) -> Self {
+    fn new(signing: Box<dyn Signer>, jwk: &Jwk, kid: Option<&str>) -> Self {
         let thumbprint = jwk.thumbprint();
         let kid = kid.map_or_else(|| thumbprint.clone(), str::to_owned);
         let algorithm = signing.algorithm();
@@ -232,9 +277,17 @@ impl TokenKey {
     }
 }
 
-type LoadedKey = (SigningKey, Jwk);
+/// The number of significant bits of a big-endian unsigned integer.
+fn bit_length(be: &[u8]) -> usize {
+    let mut digits = be.iter().skip_while(|&&b| b == 0);
+    match digits.next() {
+        Some(first) => 8 * digits.count() + (8 - first.leading_zeros() as usize),
+        None => 0,
+    }
+}
 
-fn pkcs8_key(der: &[u8]) -> Result<LoadedKey, String> {
+/// The algorithm of a PKCS #8 key, from its AlgorithmIdentifier: P-256 EC, Ed25519 or RSA.
+fn pkcs8_algorithm(der: &[u8]) -> Result<Algorithm, String> {
     let info =
         PrivateKeyInfo::try_from(der).map_err(|e| format!("not a valid PKCS #8 key: {e}"))?;
     let oid = info.algorithm.oid.to_string();
@@ -251,13 +304,10 @@ fn pkcs8_key(der: &[u8]) -> Result<LoadedKey, String> {
                     unsupported_name(&curve)
                 ));
             }
-            ec_key(p256::SecretKey::from_pkcs8_der(der).map_err(|e| e.to_string())?)
+            Ok(Algorithm::Es256)
         }
-        OID_ED25519 => {
-            let key = ed25519_dalek::SigningKey::from_pkcs8_der(der).map_err(|e| e.to_string())?;
-            Ok(ed25519_key(key))
-        }
-        OID_RSA => rsa_key(rsa::RsaPrivateKey::from_pkcs8_der(der).map_err(|e| e.to_string())?),
+        OID_ED25519 => Ok(Algorithm::EdDsa),
+        OID_RSA => Ok(Algorithm::Rs256),
         _ => Err(format!(
             "unsupported key algorithm: {}, expected P-256, Ed25519 or RSA",
             unsupported_name(&oid)
@@ -272,46 +322,14 @@ fn unsupported_name(oid: &str) -> String {
         .map_or_else(|| format!("OID {oid}"), |(_, name)| (*name).to_owned())
 }
 
-fn ec_key(key: p256::SecretKey) -> Result<LoadedKey, String> {
-    let point = key.public_key().to_encoded_point(false);
-    let (Some(x), Some(y)) = (point.x(), point.y()) else {
-        return Err("invalid P-256 public point".into());
-    };
-    Ok((
-        SigningKey::Es256(key.into()),
-        Jwk::Ec {
-            x: b64(x),
-            y: b64(y),
-        },
-    ))
-}
-
-fn ed25519_key(key: ed25519_dalek::SigningKey) -> LoadedKey {
-    let jwk = Jwk::Okp {
-        x: b64(key.verifying_key().as_bytes()),
-    };
-    (SigningKey::EdDsa(key), jwk)
-}
-
-fn rsa_key(key: rsa::RsaPrivateKey) -> Result<LoadedKey, String> {
-    let bits = key.n().bits();
-    if bits < MIN_RSA_BITS {
-        return Err(format!(
-            "RSA key of {bits} bits is too weak, at least {MIN_RSA_BITS} bits are needed"
-        ));
-    }
-    key.validate()
-        .map_err(|e| format!("not a valid RSA private key: {e}"))?;
-    let jwk = Jwk::Rsa {
-        n: b64(&key.n().to_bytes_be()),
-        e: b64(&key.e().to_bytes_be()),
-    };
-    Ok((SigningKey::Rs256(rsa::pkcs1v15::SigningKey::new(key)), jwk))
-}
-
 /// The key of an `auth_cert_token_key` directive: `file` or `hmac:file`, relative to `prefix`
-/// (nginx's configuration prefix), with its options (`kid=`).
-pub(super) fn load_key(word: &str, options: &[&str], prefix: &Path) -> Result<TokenKey, String> {
+/// (nginx's configuration prefix), with its options (`kid=`), made ready to sign by `load`.
+pub(super) fn load_key(
+    word: &str,
+    options: &[&str],
+    prefix: &Path,
+    load: LoadSigner,
+) -> Result<TokenKey, String> {
     let mut kid = None;
     for option in options {
         match option.strip_prefix("kid=") {
@@ -327,12 +345,14 @@ pub(super) fn load_key(word: &str, options: &[&str], prefix: &Path) -> Result<To
         return Err(format!("invalid key file \"{word}\""));
     }
     let path = prefix.join(file);
-    let bytes =
-        std::fs::read(&path).map_err(|e| format!("cannot read \"{}\": {e}", path.display()))?;
+    // The file's bytes are erased once the signer holds the key.
+    let bytes = Zeroizing::new(
+        std::fs::read(&path).map_err(|e| format!("cannot read \"{}\": {e}", path.display()))?,
+    );
     let key = if secret {
-        TokenKey::from_secret(&bytes, kid)
+        TokenKey::from_secret(&bytes, kid, load)
     } else {
-        TokenKey::from_pem(&bytes, kid)
+        TokenKey::from_pem(&bytes, kid, load)
     };
     key.map_err(|e| format!("invalid key \"{}\": {e}", path.display()))
 }

@@ -1,9 +1,11 @@
 //! The token directives of one configuration level: parsing and merging.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::key::{load_key, TokenKey};
+use super::amr::AmrRule;
+use super::key::{load_key, LoadSigner, TokenKey};
 use crate::directive::Directive;
 use crate::time;
 
@@ -62,21 +64,79 @@ pub struct ClaimTemplate {
     pub value: String,
 }
 
+/// The serial number of the next [`TokenSettings`] made in this process.
+static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
+
 /// The token directives of one configuration level.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug)]
 pub struct TokenSettings {
+    /// Unique in the process: it names these settings in the token cache, which outlives a
+    /// configuration, so that a later configuration's settings never find its tokens (an
+    /// address could be reused). A clone gets its own.
+    pub(super) serial: u64,
     /// Signing keys: the first signs, all of them are published (secrets excepted).
     pub keys: Vec<Arc<TokenKey>>,
     pub(super) ttl: Option<i64>,
     pub issuer: Option<String>,
     pub audience: Option<Vec<String>>,
     pub claims: Option<Vec<ClaimTemplate>>,
+    /// `auth_cert_token_amr`: the policies that show a hardware key or a card.
+    pub amr: Option<Vec<AmrRule>>,
+    /// Makes the signers of `auth_cert_token_key`: the module's, OpenSSL.
+    pub signer: Option<LoadSigner>,
     /// Content handlers: never inherited, as nginx's own content handlers.
     pub login: Option<Login>,
     pub jwks: bool,
 }
 
+/// Where nothing sets [`TokenSettings::signer`]: none, or in the unit tests the RustCrypto one.
+fn default_signer() -> Option<LoadSigner> {
+    #[cfg(test)]
+    return Some(super::rustcrypto::load);
+    #[cfg(not(test))]
+    None
+}
+
+impl Default for TokenSettings {
+    fn default() -> Self {
+        TokenSettings {
+            serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
+            keys: Vec::new(),
+            ttl: None,
+            issuer: None,
+            audience: None,
+            claims: None,
+            amr: None,
+            signer: default_signer(),
+            login: None,
+            jwks: false,
+        }
+    }
+}
+
+impl Clone for TokenSettings {
+    fn clone(&self) -> Self {
+        TokenSettings {
+            keys: self.keys.clone(),
+            ttl: self.ttl,
+            issuer: self.issuer.clone(),
+            audience: self.audience.clone(),
+            claims: self.claims.clone(),
+            amr: self.amr.clone(),
+            signer: self.signer,
+            login: self.login.clone(),
+            jwks: self.jwks,
+            ..TokenSettings::default()
+        }
+    }
+}
+
 impl TokenSettings {
+    /// The serial number of these settings, unique in the process.
+    pub fn serial(&self) -> u64 {
+        self.serial
+    }
+
     pub fn ttl(&self) -> i64 {
         self.ttl.unwrap_or(DEFAULT_TTL)
     }
@@ -100,7 +160,10 @@ impl TokenSettings {
         let both = || "\"auth_cert_login\" and \"auth_cert_jwks\" exclude each other".to_owned();
         match (directive, args) {
             (Directive::TokenKey, [file, options @ ..]) => {
-                let key = load_key(file, options, prefix)
+                let load = self
+                    .signer
+                    .ok_or_else(|| format!("no token signer in \"{name}\" directive"))?;
+                let key = load_key(file, options, prefix, load)
                     .map_err(|e| format!("{e} in \"{name}\" directive"))?;
                 if self.keys.iter().any(|k| k.kid == key.kid) {
                     return Err(format!(
@@ -149,6 +212,17 @@ impl TokenSettings {
                     value: (*value).to_owned(),
                 });
             }
+            (Directive::TokenAmr, _) => {
+                let rule = AmrRule::parse(name, args)?;
+                let rules = self.amr.get_or_insert_with(Vec::new);
+                if rules.iter().any(|r| r.method == rule.method) {
+                    return Err(format!(
+                        "duplicate method \"{}\" in \"{name}\" directive",
+                        rule.method.name()
+                    ));
+                }
+                rules.push(rule);
+            }
             (Directive::Login, _) => {
                 if self.login.is_some() {
                     return Err(duplicate());
@@ -194,6 +268,9 @@ impl TokenSettings {
         }
         if self.claims.is_none() {
             self.claims.clone_from(&parent.claims);
+        }
+        if self.amr.is_none() {
+            self.amr.clone_from(&parent.amr);
         }
     }
 
