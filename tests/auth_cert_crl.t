@@ -69,6 +69,11 @@ http {
         location / {
             proxy_pass http://127.0.0.1:8081/;
         }
+
+        location /optional/ {
+            auth_cert optional;
+            proxy_pass http://127.0.0.1:8081/;
+        }
     }
 
     # Sessions resumed from nginx's shared cache only.
@@ -149,7 +154,7 @@ sub install {
 
 install('crl-empty.pem');
 
-$t->try_run('no auth_cert_crl')->plan(35);
+$t->try_run('no auth_cert_crl')->plan(36);
 
 ###############################################################################
 
@@ -217,6 +222,8 @@ is(status($r), 403, 'keep-alive forwarded: revoked');
 like(body($r), qr/^auth_cert: revoked: /m, 'keep-alive forwarded: body');
 
 like(get('/', cert => 'other'), qr/identity=bob reason=\n/, 'another certificate passes');
+like(get('/optional/', cert => 'client'), qr/identity= reason=revoked\n/,
+	'$auth_cert_reason is revoked');
 is(status(get('/', cert => 'client')), 403, 'revoked on a new connection');
 
 # The sessions of the revoked certificate are not resumed: the full handshake that follows
