@@ -47,6 +47,8 @@ class Config:
 
 
 IDENTITY_HEADER = "X-Identity"
+# Revoked serials in the CRL of identity_crl (none of them the client's).
+CRL_ENTRIES = 100_000
 CONFIGS = [
     Config("baseline", "nginx: ssl_verify_client on, $ssl_client_s_dn", "",
            IDENTITY_HEADER, "$ssl_client_s_dn", r"^CN=Alice Example,UID=alice,", module=False),
@@ -58,6 +60,9 @@ CONFIGS = [
            IDENTITY_HEADER, "$auth_cert_identity", r"^alice$"),
     Config("identity_age", "auth_cert on; auth_cert_max_age 15m",
            "auth_cert on;\nauth_cert_max_age 15m;",
+           IDENTITY_HEADER, "$auth_cert_identity", r"^alice$"),
+    Config("identity_crl", f"auth_cert on + auth_cert_crl ({CRL_ENTRIES:,} revoked serials)",
+           "auth_cert on;\nauth_cert_crl pki/crl.pem;",
            IDENTITY_HEADER, "$auth_cert_identity", r"^alice$"),
     Config("policy", "auth_cert on + EKU, policy OID, identity regex",
            "auth_cert on;\nauth_cert_eku clientAuth;\n"
@@ -196,11 +201,30 @@ def make_pki(d: Path):
           "extendedKeyUsage = clientAuth\nkeyUsage = digitalSignature\n"
           f"certificatePolicies = {POLICY_OID}\n")
     (d / "client.pem").write_text((d / "client.crt").read_text() + (d / "client.key").read_text())
+    make_crl(d, CRL_ENTRIES)
     openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
             "-out", keys / "es256.pem")
     openssl("genpkey", "-algorithm", "ED25519", "-out", keys / "eddsa.pem")
     openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
             "-out", keys / "rs256.pem")
+
+
+def make_crl(d: Path, n):
+    """pki/crl.pem: a CRL of the CA revoking n serials (10000000, 10000001, ... in hex; the
+    client's serial is a random 20-byte number), made by `openssl ca -gencrl` from a database
+    written directly."""
+    db = d / "crl-db"
+    db.mkdir(exist_ok=True)
+    with open(db / "index.txt", "w") as index:
+        for i in range(n):
+            index.write(f"R\t491231235959Z\t240101000000Z,keyCompromise\t{0x10000000 + i:08X}"
+                        f"\tunknown\t/CN=revoked {i}\n")
+    (db / "crlnumber").write_text("01\n")
+    (db / "ca.cnf").write_text(
+        f"[ca]\ndefault_ca = c\n[c]\ndatabase = {db}/index.txt\ncrlnumber = {db}/crlnumber\n"
+        "default_md = sha256\ndefault_crl_days = 30\nunique_subject = no\n")
+    run(["openssl", "ca", "-gencrl", "-batch", "-config", db / "ca.cnf", "-cert", d / "ca.crt",
+         "-keyfile", d / "ca.key", "-out", d / "crl.pem"])
 
 
 def make_clients(pki: Path, n):

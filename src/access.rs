@@ -95,7 +95,8 @@ fn compute(r: &mut Request, conf: &LocConf) -> Evaluation {
             }
         },
     };
-    let evaluation = decision::evaluate(settings, forwarded, tls, now);
+    let crl = conf.crl.as_deref().map(|file| file.current(r.log(), now));
+    let evaluation = decision::evaluate(settings, forwarded, tls, crl.as_deref(), now);
     ngx_log_debug_http!(
         r,
         "auth_cert: evaluated: {}, source: {}, auth_time: {:?}, age: {:?}",

@@ -7,7 +7,8 @@ use std::rc::Rc;
 use ngx::core::{Pool, NGX_CONF_ERROR};
 use ngx::ffi::{
     ngx_command_t, ngx_conf_t, ngx_http_compile_complex_value, ngx_http_compile_complex_value_t,
-    ngx_http_complex_value_t, ngx_pcalloc, ngx_str_t, NGX_LOG_EMERG, NGX_OK,
+    ngx_http_complex_value_t, ngx_pcalloc, ngx_str_t, SSL_CTX_get_cert_store, NGX_LOG_EMERG,
+    NGX_OK,
 };
 use ngx::http::{HttpModuleLocationConf, HttpModuleServerConf, NgxHttpSslModule, Request};
 use ngx::{ngx_conf_log_error, ngx_log_error};
@@ -15,6 +16,7 @@ use ngx::{ngx_conf_log_error, ngx_log_error};
 use auth_cert_core::directive::Directive;
 use auth_cert_core::settings::{Mode, Settings};
 
+use crate::crl::{self, CrlFile};
 use crate::forwarded::{self, TrustStore};
 use crate::{session, Module};
 
@@ -33,6 +35,8 @@ pub struct LocConf {
     pub claim_values: Vec<*mut ngx_http_complex_value_t>,
     /// The CAs of `auth_cert_header`, loaded when the directive is read.
     pub header_ca: Option<Rc<TrustStore>>,
+    /// The file of `auth_cert_crl`, shared by every location naming it.
+    pub crl: Option<Rc<CrlFile>>,
 }
 
 impl LocConf {
@@ -85,6 +89,32 @@ pub unsafe extern "C" fn merge_loc_conf(
     if let Err(message) = conf.settings.token.check() {
         ngx_log_error!(NGX_LOG_EMERG, cf.log, "{}", message);
         return NGX_CONF_ERROR;
+    }
+    if let Some(source) = &conf.settings.crl {
+        // The CAs trusted here: the server's client CAs, and those of auth_cert_header. The
+        // file is read and its CRLs verified in postconfiguration, once every location has
+        // added its CAs.
+        let ssl_ctx = NgxHttpSslModule::server_conf(cf).map_or(ptr::null_mut(), |s| s.ssl.ctx);
+        let client_cas = if ssl_ctx.is_null() {
+            ptr::null_mut()
+        } else {
+            // SAFETY: the SSL context of the server being merged, live with the configuration.
+            unsafe { SSL_CTX_get_cert_store(ssl_ctx.cast()) }
+        };
+        let header_cas = conf.header_ca.as_ref().map_or(ptr::null_mut(), |s| s.raw());
+        match crl::register(cf, source, &[client_cas, header_cas]) {
+            Ok(file) => conf.crl = Some(file),
+            Err(message) => {
+                ngx_log_error!(
+                    NGX_LOG_EMERG,
+                    cf.log,
+                    "{} in \"{}\" directive",
+                    message,
+                    Directive::Crl.name()
+                );
+                return NGX_CONF_ERROR;
+            }
+        }
     }
 
     if let (Some(max_age), false) = (conf.settings.max_age(), conf.settings.mode() == Mode::Off) {

@@ -58,6 +58,13 @@ impl Drop for TrustStore {
     }
 }
 
+impl TrustStore {
+    /// The OpenSSL store, owned by this value.
+    pub fn raw(&self) -> *mut X509_STORE {
+        self.store
+    }
+}
+
 static NEXT_STORE_ID: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {

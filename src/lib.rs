@@ -12,6 +12,7 @@
 //!   `auth_cert_handshake require`; [`alert`]: the alert of such a refusal, held until the
 //!   client's request;
 //! - [`forwarded`]: certificates forwarded by trusted peers, verified with OpenSSL;
+//! - [`crl`]: the CRL files of `auth_cert_crl`, verified with OpenSSL and re-read on change;
 //! - [`variables`]: `$auth_cert_*`; [`token`]: `$auth_cert_token`, the login and JWKS
 //!   handlers; [`signer`]: the token keys, loaded and signing with OpenSSL;
 //! - [`http`] and [`ex_data`]: the small helper layers over the `ngx` crate and OpenSSL.
@@ -34,6 +35,7 @@ use ngx::ngx_log_error;
 mod access;
 mod alert;
 mod conf;
+mod crl;
 mod ex_data;
 mod forwarded;
 mod http;
@@ -56,6 +58,7 @@ impl HttpModule for Module {
     }
 
     unsafe extern "C" fn preconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
+        crl::start_configuration();
         // SAFETY: nginx passes the configuration being parsed.
         let added = unsafe { variables::add(cf) && token::add_variable(cf) };
         if added {
@@ -91,9 +94,16 @@ impl HttpModule for Module {
             );
             return Status::NGX_ERROR.0;
         }
+        let crl_files = match crl::load_all() {
+            Ok(files) => files,
+            Err(message) => {
+                ngx_log_error!(NGX_LOG_EMERG, cf.log, "{}", message);
+                return Status::NGX_ERROR.0;
+            }
+        };
         // SAFETY: postconfiguration: every server is merged, none is serving; `cf.pool` is
         // the pool of the configuration.
-        if !unsafe { session::install(cmcf, cf.pool) } {
+        if !unsafe { session::install(cmcf, cf.pool, &crl_files) } {
             ngx_log_error!(
                 NGX_LOG_EMERG,
                 cf.log,

@@ -17,7 +17,9 @@
 //!   lifetime to what is left of that limit;
 //! - nginx's shared-cache lookup (wrapped) refuses such sessions too; OpenSSL's internal cache
 //!   (`ssl_session_cache builtin`), which no callback can check, is not consulted where a limit
-//!   applies.
+//!   applies;
+//! - with `auth_cert_crl`, both also refuse the sessions of a client certificate that a CRL of
+//!   the configuration revokes, and the internal cache is not consulted.
 //!
 //! With `auth_cert_handshake require` in a server, its context also fails the handshake when
 //! the client sends no certificate (`SSL_VERIFY_FAIL_IF_NO_PEER_CERT`: alert
@@ -35,6 +37,7 @@
 
 use core::ffi::{c_int, c_long, c_uchar, c_void};
 use core::ptr;
+use std::rc::Rc;
 
 use ngx::ffi::{
     ngx_http_conf_addr_t, ngx_http_conf_port_t, ngx_http_core_main_conf_t,
@@ -59,6 +62,7 @@ use auth_cert_core::settings::Handshake;
 
 use crate::alert;
 use crate::conf::LocConf;
+use crate::crl::{self, CrlFile};
 use crate::ex_data::{self, Slot};
 use crate::Module;
 
@@ -79,6 +83,9 @@ struct Hooks {
     server_max_age: Option<i64>,
     /// The limit applied when a session is resumed in this context.
     handshake_max_age: Option<i64>,
+    /// Every `auth_cert_crl` file of the configuration: a session of a revoked certificate is
+    /// not resumed.
+    crl_files: Vec<Rc<CrlFile>>,
     installed: bool,
 }
 
@@ -158,12 +165,17 @@ pub unsafe fn note_max_age(ctx: *mut SSL_CTX, pool: *mut ngx_pool_t, max_age: i6
     true
 }
 
-/// Installs the hooks on every server's context and sets each context's handshake limit.
+/// Installs the hooks on every server's context and sets each context's handshake limit;
+/// `crl_files` are the `auth_cert_crl` files of the configuration.
 ///
 /// # Safety
 /// Postconfiguration only: `cmcf` is the http block's core main configuration, with its
 /// servers merged, and `pool` the configuration's pool.
-pub unsafe fn install(cmcf: &ngx_http_core_main_conf_t, pool: *mut ngx_pool_t) -> bool {
+pub unsafe fn install(
+    cmcf: &ngx_http_core_main_conf_t,
+    pool: *mut ngx_pool_t,
+    crl_files: &[Rc<CrlFile>],
+) -> bool {
     // SAFETY: cmcf.servers is an array of server configuration pointers.
     let servers = unsafe { cmcf.servers.as_slice::<*mut ngx_http_core_srv_conf_t>() };
     for &cscf in servers {
@@ -172,7 +184,7 @@ pub unsafe fn install(cmcf: &ngx_http_core_main_conf_t, pool: *mut ngx_pool_t) -
         // SAFETY: as above.
         let require = unsafe { server_handshake(cscf) } == Handshake::Require;
         // SAFETY: a context of this configuration, not serving yet.
-        if !ctx.is_null() && !unsafe { install_on(ctx, pool, require) } {
+        if !ctx.is_null() && !unsafe { install_on(ctx, pool, require, crl_files) } {
             return false;
         }
     }
@@ -252,26 +264,43 @@ unsafe fn limit_address(addr: &ngx_http_conf_addr_t, pool: *mut ngx_pool_t) {
             // callback could check a session, and would resume sessions made without a
             // certificate: with a limit, sessions are resumed from tickets and nginx's shared
             // cache only, which are checked.
-            let mode = SSL_CTX_ctrl(
-                default_ctx,
-                SSL_CTRL_GET_SESS_CACHE_MODE as c_int,
-                0,
-                ptr::null_mut(),
-            );
-            SSL_CTX_ctrl(
-                default_ctx,
-                SSL_CTRL_SET_SESS_CACHE_MODE as c_int,
-                mode | SSL_SESS_CACHE_NO_INTERNAL_LOOKUP as c_long,
-                ptr::null_mut(),
-            );
+            no_internal_lookup(default_ctx);
         }
+    }
+}
+
+/// Makes OpenSSL resume sessions of `ctx` from tickets and nginx's shared cache only.
+///
+/// # Safety
+/// `ctx` must be a live context at configuration time.
+unsafe fn no_internal_lookup(ctx: *mut SSL_CTX) {
+    // SAFETY: caller.
+    unsafe {
+        let mode = SSL_CTX_ctrl(
+            ctx,
+            SSL_CTRL_GET_SESS_CACHE_MODE as c_int,
+            0,
+            ptr::null_mut(),
+        );
+        SSL_CTX_ctrl(
+            ctx,
+            SSL_CTRL_SET_SESS_CACHE_MODE as c_int,
+            mode | SSL_SESS_CACHE_NO_INTERNAL_LOOKUP as c_long,
+            ptr::null_mut(),
+        );
     }
 }
 
 /// # Safety
 /// `ctx` must be a live context not serving yet, `pool` its configuration's pool. `require`:
-/// the server's `auth_cert_handshake require`.
-unsafe fn install_on(ctx: *mut SSL_CTX, pool: *mut ngx_pool_t, require: bool) -> bool {
+/// the server's `auth_cert_handshake require`; `crl_files` the configuration's
+/// `auth_cert_crl` files.
+unsafe fn install_on(
+    ctx: *mut SSL_CTX,
+    pool: *mut ngx_pool_t,
+    require: bool,
+    crl_files: &[Rc<CrlFile>],
+) -> bool {
     // SAFETY: caller.
     let Some(hooks) = (unsafe { hooks_mut(ctx, pool) }) else {
         return false;
@@ -280,6 +309,13 @@ unsafe fn install_on(ctx: *mut SSL_CTX, pool: *mut ngx_pool_t, require: bool) ->
         return true;
     }
     hooks.installed = true;
+    if !crl_files.is_empty() {
+        hooks.crl_files = crl_files.to_vec();
+        // As with a handshake limit: OpenSSL's internal cache would resume sessions that no
+        // callback checks.
+        // SAFETY: live context at configuration time.
+        unsafe { no_internal_lookup(ctx) };
+    }
     let arg: *mut Hooks = hooks;
     // SAFETY: live context at configuration time; the hooks live as long as the context.
     unsafe {
@@ -400,9 +436,10 @@ unsafe extern "C" fn message(
     }
 }
 
-/// Refuses to resume a ticket whose authentication is too old or unknown.
+/// Refuses to resume a ticket whose authentication is too old or unknown, or whose client
+/// certificate is revoked.
 unsafe extern "C" fn decrypt_ticket(
-    _ssl: *mut SSL,
+    ssl: *mut SSL,
     session: *mut SSL_SESSION,
     _key_name: *const c_uchar,
     _key_name_len: usize,
@@ -416,12 +453,17 @@ unsafe extern "C" fn decrypt_ticket(
         return SSL_TICKET_RETURN_IGNORE_RENEW as SSL_TICKET_RETURN;
     }
     // SAFETY: `arg` is the context's Hooks, which live as long as the context.
-    let limit = unsafe { arg.cast::<Hooks>().as_ref() }.and_then(|h| h.handshake_max_age);
-    if let Some(limit) = limit {
+    let hooks = unsafe { arg.cast::<Hooks>().as_ref() };
+    if let Some(limit) = hooks.and_then(|h| h.handshake_max_age) {
         // SAFETY: OpenSSL passes the decrypted session on success.
         if age::is_stale(unsafe { stamp_of(session) }, ngx_time(), limit) {
             return SSL_TICKET_RETURN_IGNORE_RENEW as SSL_TICKET_RETURN;
         }
+    }
+    let crl_files = hooks.map_or(&[][..], |h| &h.crl_files);
+    // SAFETY: the connection in its handshake and the session OpenSSL decrypted.
+    if unsafe { crl::session_revoked(crl_files, ssl, session) } {
+        return SSL_TICKET_RETURN_IGNORE_RENEW as SSL_TICKET_RETURN;
     }
     if renew {
         SSL_TICKET_RETURN_USE_RENEW as SSL_TICKET_RETURN
@@ -474,7 +516,8 @@ unsafe fn session_ctx(ssl: *mut SSL) -> *mut SSL_CTX {
     }
 }
 
-/// Wraps nginx's shared-cache lookup: a session too old for the handshake limit is a miss.
+/// Wraps nginx's shared-cache lookup: a session too old for the handshake limit, or of a
+/// revoked certificate, is a miss.
 unsafe extern "C" fn get_session(
     ssl: *mut SSL,
     id: *const c_uchar,
@@ -493,14 +536,15 @@ unsafe extern "C" fn get_session(
         if session.is_null() {
             return session;
         }
-        if let Some(limit) = hooks.handshake_max_age {
-            if age::is_stale(stamp_of(session), ngx_time(), limit) {
-                // With *copy == 0 the reference was handed to us: release it.
-                if !copy.is_null() && *copy == 0 {
-                    SSL_SESSION_free(session);
-                }
-                return ptr::null_mut();
+        let stale = hooks
+            .handshake_max_age
+            .is_some_and(|limit| age::is_stale(stamp_of(session), ngx_time(), limit));
+        if stale || crl::session_revoked(&hooks.crl_files, ssl, session) {
+            // With *copy == 0 the reference was handed to us: release it.
+            if !copy.is_null() && *copy == 0 {
+                SSL_SESSION_free(session);
             }
+            return ptr::null_mut();
         }
         session
     }

@@ -8,8 +8,9 @@
 use core::cell::RefCell;
 use core::ffi::c_long;
 use core::ptr;
+use std::rc::Rc;
 
-use auth_cert_core::cert::ParsedCertificates;
+use auth_cert_core::cert::{CertificateInfo, ParsedCertificates};
 use auth_cert_core::decision::{PeerCertificate, Verified};
 use ngx::ffi::{
     i2d_X509, SSL_get1_peer_certificate, SSL_get_verify_result, X509_free, SSL, X509_V_OK,
@@ -23,6 +24,11 @@ pub static PEERS: Slot<SSL, PeerCertificate> = Slot::new();
 thread_local! {
     /// The certificates of the worker's live connections (a worker runs on one thread).
     static PARSED: RefCell<ParsedCertificates> = RefCell::default();
+}
+
+/// The certificate of DER `der`, parsed once for all the connections that present it.
+pub fn parse(der: &[u8]) -> Option<Rc<CertificateInfo>> {
+    PARSED.with(|parsed| parsed.borrow_mut().get_or_parse(der).ok())
 }
 
 /// The client certificate of `ssl`, read on first use; `None` when it cannot be kept.

@@ -188,6 +188,11 @@ pub struct CertificateInfo {
     fingerprint: Span,
     /// Subject attributes in DER order, then the lists in certificate order.
     entries: Box<[Entry]>,
+    /// SHA-256 of the issuer name's DER encoding: with [`Self::authority_key_id`], which CA
+    /// issued the certificate, as a CRL names it.
+    pub issuer_key: [u8; 32],
+    /// The key identifier of the authority key identifier extension, when present.
+    pub authority_key_id: Option<Box<[u8]>>,
     /// notBefore and notAfter, Unix seconds.
     pub not_before: i64,
     pub not_after: i64,
@@ -221,6 +226,7 @@ impl CertificateInfo {
         info.subject(&rfc4514(cert.subject()))
             .issuer(&rfc4514(cert.issuer()))
             .serial(&serial_hex(cert.raw_serial()))
+            .issuer_key(Sha256::digest(cert.issuer().as_raw()).into())
             .fingerprint(*sha256)
             .der(der)
             .validity(
@@ -241,6 +247,11 @@ impl CertificateInfo {
                 ParsedExtension::ExtendedKeyUsage(eku) => add_extended_key_usage(&mut info, eku),
                 ParsedExtension::KeyUsage(ku) => {
                     info.key_usage(ku.flags);
+                }
+                ParsedExtension::AuthorityKeyIdentifier(aki) => {
+                    if let Some(id) = &aki.key_identifier {
+                        info.authority_key_id(id.0);
+                    }
                 }
                 ParsedExtension::CertificatePolicies(policies) => {
                     for policy in policies.iter() {
@@ -390,6 +401,17 @@ impl CertificateBuilder {
     pub fn validity(&mut self, not_before: i64, not_after: i64) -> &mut Self {
         self.info.not_before = not_before;
         self.info.not_after = not_after;
+        self
+    }
+
+    /// The SHA-256 of the issuer name's DER encoding.
+    pub fn issuer_key(&mut self, sha256: [u8; 32]) -> &mut Self {
+        self.info.issuer_key = sha256;
+        self
+    }
+
+    pub fn authority_key_id(&mut self, id: &[u8]) -> &mut Self {
+        self.info.authority_key_id = Some(id.into());
         self
     }
 
@@ -671,7 +693,7 @@ pub fn escape_rfc4514_value(out: &mut String, value: &str) {
 }
 
 /// Serial number as OpenSSL prints it: upper-case hex of the magnitude, at least one byte.
-fn serial_hex(raw: &[u8]) -> String {
+pub(crate) fn serial_hex(raw: &[u8]) -> String {
     let start = raw.iter().position(|&b| b != 0).unwrap_or(raw.len());
     match &raw[start..] {
         [] => "00".into(),

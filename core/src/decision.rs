@@ -13,6 +13,7 @@ use crate::age;
 use crate::cert::CertificateInfo;
 use crate::forwarded::Source;
 use crate::policy::Policy;
+use crate::revocation::RevocationList;
 use crate::settings::{Mode, Settings, Stale};
 use crate::verdict::{wire_status, Reason};
 
@@ -153,14 +154,15 @@ impl Evaluation {
 }
 
 /// Evaluates a request: a forwarded credential of a trusted peer first, else the TLS client
-/// certificate, checked against the policy, its validity at `now` and `auth_cert_max_age`.
-/// `forwarded` is `Err` when reading the request failed (memory). A request in early data is
-/// authenticated by nothing: neither the resumed session's certificate nor a forwarded
-/// credential, which a replay would carry as well.
+/// certificate, checked against the CRLs of `auth_cert_crl` (`crl`), the policy, its validity
+/// at `now` and `auth_cert_max_age`. `forwarded` is `Err` when reading the request failed
+/// (memory). A request in early data is authenticated by nothing: neither the resumed
+/// session's certificate nor a forwarded credential, which a replay would carry as well.
 pub fn evaluate(
     settings: &Settings,
     forwarded: Result<Forwarded, ()>,
     tls: Tls<'_>,
+    crl: Option<&RevocationList>,
     now: i64,
 ) -> Evaluation {
     if let Tls::Connection {
@@ -169,8 +171,17 @@ pub fn evaluate(
     {
         return Evaluation::failed(Reason::EarlyData);
     }
+    let revoked = |cert: &CertificateInfo| {
+        crl.and_then(|crl| crl.check(cert))
+            .map(|revocation| revocation.describe(cert))
+    };
     let untrusted_header = match forwarded {
         Ok(Forwarded::Evaluated(c)) => {
+            // A verified forwarded certificate: revoked overrides whatever the policy said.
+            if let Some(detail) = c.cert.as_deref().and_then(revoked) {
+                let outcome = Err(Reason::Revoked);
+                return Evaluation::new(c.cert, true, outcome, Some(c.source), Some(detail));
+            }
             let outcome = c.outcome.map(Rc::from);
             return Evaluation::new(c.cert, true, outcome, Some(c.source), c.detail);
         }
@@ -187,6 +198,7 @@ pub fn evaluate(
         } => (peer, auth_time, this_server),
         Tls::Plain => (Some(&PeerCertificate::Absent), None, true),
     };
+    let mut revocation = None;
     let (cert, trusted, outcome) = match peer {
         // Verified in the handshake of another server of the address (no SNI, or a session of
         // another server), against that server's client CAs: not this server's verification.
@@ -206,7 +218,10 @@ pub fn evaluate(
         Some(PeerCertificate::Unverified(info)) => (info.clone(), false, Err(Reason::Verify)),
         Some(PeerCertificate::Unparseable) => (None, false, Err(Reason::Parse)),
         Some(PeerCertificate::Verified(verified)) => {
-            let outcome = if verified.info.is_valid_at(now) {
+            revocation = revoked(&verified.info);
+            let outcome = if revocation.is_some() {
+                Err(Reason::Revoked)
+            } else if verified.info.is_valid_at(now) {
                 verified.judge(&settings.policy)
             } else {
                 Err(Reason::Expired)
@@ -223,7 +238,8 @@ pub fn evaluate(
         (Ok(_), Some(max_age)) if age::is_stale(auth_time, now, max_age) => Err(Reason::Stale),
         (outcome, _) => outcome,
     };
-    let detail = untrusted_header.then(|| "forwarded certificate header ignored".to_owned());
+    let detail = revocation
+        .or_else(|| untrusted_header.then(|| "forwarded certificate header ignored".to_owned()));
     let mut evaluation = Evaluation::new(cert, trusted, outcome, source, detail);
     evaluation.auth_time = auth_time.filter(|_| trusted);
     evaluation.age = evaluation.auth_time.map(|t| age::age(t, now));
@@ -332,6 +348,11 @@ mod tests {
     use crate::directive::Directive;
 
     const NOW: i64 = 1_000_000;
+
+    /// [`super::evaluate`] without CRLs.
+    fn evaluate(s: &Settings, f: Result<Forwarded, ()>, t: Tls<'_>, now: i64) -> Evaluation {
+        super::evaluate(s, f, t, None, now)
+    }
 
     fn cert(cn: &str) -> Rc<CertificateInfo> {
         let mut b = CertificateBuilder::default();
@@ -549,6 +570,58 @@ mod tests {
         assert_eq!(e.outcome.as_deref(), Ok("bob"));
         assert_eq!(e.source, Some(Source::Header));
         assert_eq!(e.auth_time, None);
+    }
+
+    #[test]
+    fn revoked_certificates_are_refused_whatever_their_source() {
+        use crate::revocation::tests::{ca, crl_der, leaf};
+        use crate::revocation::{Crl, RevocationList};
+        let ca = ca("Test CA");
+        let der = crl_der(&ca, &[(&[0x10], None)], 1_800_000_000);
+        let list = RevocationList::new(vec![Crl::from_der(&der, Some(&ca.der)).unwrap()]);
+        let s = settings(&[(Directive::AuthCert, &["on"])]);
+        let now = 1_750_000_000;
+        let revoked = Rc::new(leaf(&ca, &[0x10]));
+        let good = Rc::new(leaf(&ca, &[0x11]));
+        for (cert, revoked) in [(&revoked, true), (&good, false)] {
+            let peer = PeerCertificate::Verified(Verified::new(cert.clone()));
+            let e = super::evaluate(
+                &s,
+                Ok(Forwarded::Nothing),
+                tls(&peer, Some(now), true),
+                Some(&list),
+                now,
+            );
+            let forwarded = Forwarded::Evaluated(Credential {
+                source: Source::Header,
+                cert: Some(cert.clone()),
+                outcome: Ok("alice".into()),
+                detail: None,
+            });
+            let f = super::evaluate(&s, Ok(forwarded), Tls::Plain, Some(&list), now);
+            for e in [e, f] {
+                if revoked {
+                    assert_eq!(e.outcome, Err(Reason::Revoked));
+                    assert!(e.trusted);
+                    assert_eq!(
+                        e.detail.as_deref(),
+                        Some("serial 10 revoked on 2023-11-14T22:15:00Z")
+                    );
+                    assert_eq!(
+                        action(&s, &e.outcome, true),
+                        Action::Reject(Reason::Revoked)
+                    );
+                    let r = rejection(Reason::Revoked, true, |_| false);
+                    assert_eq!((r.code, r.close_connection), (403, false));
+                } else {
+                    assert_eq!(e.outcome.as_deref(), Ok("alice"));
+                }
+            }
+        }
+        // Without CRLs nothing is revoked.
+        let peer = PeerCertificate::Verified(Verified::new(revoked));
+        let e = evaluate(&s, Ok(Forwarded::Nothing), tls(&peer, Some(now), true), now);
+        assert_eq!(e.outcome.as_deref(), Ok("alice"));
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub enum Directive {
     Stale,
     Header,
     IdentityArg,
+    Crl,
     TokenKey,
     TokenTtl,
     TokenIssuer,
@@ -66,6 +67,7 @@ impl Directive {
         Self::Stale,
         Self::Header,
         Self::IdentityArg,
+        Self::Crl,
         Self::TokenKey,
         Self::TokenTtl,
         Self::TokenIssuer,
@@ -91,6 +93,7 @@ impl Directive {
             Self::Stale => c"auth_cert_stale",
             Self::Header => c"auth_cert_header",
             Self::IdentityArg => c"auth_cert_identity_arg",
+            Self::Crl => c"auth_cert_crl",
             Self::TokenKey => c"auth_cert_token_key",
             Self::TokenTtl => c"auth_cert_token_ttl",
             Self::TokenIssuer => c"auth_cert_token_issuer",
@@ -126,7 +129,7 @@ impl Directive {
                 Arguments::OneOrMore
             }
             Self::Header | Self::IdentityArg | Self::TokenAmr => Arguments::TwoOrMore,
-            Self::TokenKey => Arguments::OneOrTwo,
+            Self::TokenKey | Self::Crl => Arguments::OneOrTwo,
             Self::TokenClaim => Arguments::Two,
             Self::Login => Arguments::NoneOrOne,
             Self::Jwks => Arguments::None,

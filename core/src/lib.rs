@@ -14,6 +14,7 @@ pub mod forwarded;
 pub mod identity;
 pub mod policy;
 pub mod redirect;
+pub mod revocation;
 pub mod settings;
 pub mod time;
 pub mod token;

@@ -50,6 +50,8 @@ pub enum Reason {
     Stale,
     /// A forwarded certificate (`auth_cert_header`) is malformed or does not verify.
     Header,
+    /// The certificate is on a CRL of `auth_cert_crl`.
+    Revoked,
     /// A forwarded certificate came from a peer outside the trusted networks, and nothing
     /// else authenticates the request.
     Network,
@@ -75,6 +77,7 @@ impl Reason {
             Self::Issuer => "issuer",
             Self::Stale => "stale",
             Self::Header => "header",
+            Self::Revoked => "revoked",
             Self::Network => "network",
             Self::EarlyData => "early_data",
             Self::Internal => "internal",
@@ -89,7 +92,8 @@ impl Reason {
             | Self::Parse
             | Self::Header
             | Self::Network
-            | Self::EarlyData => Status::Invalid,
+            | Self::EarlyData
+            | Self::Revoked => Status::Invalid,
             Self::Identity | Self::Eku | Self::KeyUsage | Self::Policy | Self::Issuer => {
                 Status::Denied
             }
@@ -130,6 +134,7 @@ impl Reason {
             Self::EarlyData => {
                 "the request was sent in TLS early data, send it again after the handshake"
             }
+            Self::Revoked => "the client certificate is revoked",
             Self::Internal => "internal error",
         }
     }
@@ -169,6 +174,7 @@ mod tests {
         assert_eq!(Reason::Header.status(), Status::Invalid);
         assert_eq!(Reason::Network.status(), Status::Invalid);
         assert_eq!(Reason::EarlyData.status(), Status::Invalid);
+        assert_eq!(Reason::Revoked.status(), Status::Invalid);
     }
 
     #[test]
@@ -183,6 +189,7 @@ mod tests {
         assert_eq!(wire_status(425), 425);
         assert_eq!(status_line(425), Some("425 Too Early"));
         assert_eq!(status_line(403), None);
+        assert_eq!(Reason::Revoked.http_status(), 403);
         assert_eq!(wire_status(496), 400);
         assert_eq!(wire_status(495), 400);
         assert_eq!(wire_status(403), 403);
@@ -204,6 +211,7 @@ mod tests {
             Reason::Header,
             Reason::Network,
             Reason::EarlyData,
+            Reason::Revoked,
             Reason::Internal,
         ] {
             assert!(!r.message().contains('\n'));

@@ -119,14 +119,15 @@ sub dates {
 	return "-startdate $start -enddate $end$md";
 }
 
-# A CA: self-signed without `issuer`, an intermediate with one.
+# A CA: self-signed without `issuer`, an intermediate with one. `key_usage` replaces the
+# value of its keyUsage extension (keyCertSign and cRLSign).
 sub ca {
 	my ($self, $name, %opts) = @_;
 	my $subject = $opts{subject} // "/CN=$name";
 	$self->keygen($name, $opts{key});
 	$self->write_config($name);
 	my @ext = ('basicConstraints = critical, CA:true',
-		'keyUsage = critical, keyCertSign, cRLSign',
+		'keyUsage = ' . ($opts{key_usage} // 'critical, keyCertSign, cRLSign'),
 		'subjectKeyIdentifier = hash',
 		@{ $opts{ext} // [] });
 	my $ext = $self->extfile($name, @ext);
@@ -160,6 +161,32 @@ sub cert {
 		. " -in $dir/$name.csr -out $dir/$name.crt -extfile $ext $multi "
 		. dates(%opts));
 	return $self->path("$name.crt");
+}
+
+# Marks certificate NAME revoked in the database of CA `issuer` (see crl). `reason` is a CRL
+# reason name (keyCompromise, certificateHold...).
+sub revoke {
+	my ($self, $name, %opts) = @_;
+	my $issuer = $opts{issuer} or die "revoke $name needs an issuer\n";
+	my $dir = $self->{dir};
+	my $reason = $opts{reason} ? "-crl_reason $opts{reason}" : '';
+	$self->run_openssl("ca -batch -config $dir/$issuer.cnf -cert $dir/$issuer.crt"
+		. " -keyfile $dir/$issuer.key -revoke $dir/$name.crt $reason");
+}
+
+# A PEM CRL FILE of CA `issuer`, listing what its database says is revoked. It is valid from
+# now for a day, or from `last_update` to `next_update` when both are given (openssl's
+# YYYYMMDDHHMMSSZ, see when()), also in the past.
+sub crl {
+	my ($self, $file, %opts) = @_;
+	my $issuer = $opts{issuer} or die "crl $file needs an issuer\n";
+	my $dir = $self->{dir};
+	my $dates = defined $opts{next_update}
+		? "-crl_lastupdate $opts{last_update} -crl_nextupdate $opts{next_update}"
+		: '-crldays 1';
+	$self->run_openssl("ca -batch -gencrl -config $dir/$issuer.cnf -cert $dir/$issuer.crt"
+		. " -keyfile $dir/$issuer.key -out $dir/$file $dates");
+	return $self->path($file);
 }
 
 # Concatenates files (a chain, or a certificate with its key).

@@ -41,6 +41,48 @@ pub enum Stale {
     Reject,
 }
 
+/// `auth_cert_crl file [refresh=time]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrlSource {
+    /// The PEM file, as written (relative to nginx's configuration prefix).
+    pub file: String,
+    /// Seconds between two checks of the file for a change, in each worker.
+    pub refresh: i64,
+}
+
+/// Default `refresh=` of `auth_cert_crl`.
+pub const DEFAULT_CRL_REFRESH: i64 = 60;
+
+impl CrlSource {
+    /// The arguments of `auth_cert_crl`.
+    pub fn parse(args: &[&str]) -> Result<Self, String> {
+        let (file, options) = match args.split_first() {
+            Some((file, options)) if !file.is_empty() => (file, options),
+            _ => return Err("missing file".to_owned()),
+        };
+        let mut refresh = None;
+        for option in options {
+            match option.strip_prefix("refresh=") {
+                Some(_) if refresh.is_some() => {
+                    return Err("duplicate \"refresh=\" parameter".to_owned())
+                }
+                Some(word) => {
+                    let seconds = time::parse(word)
+                        .ok()
+                        .filter(|s| (1..=MAX_AGE_LIMIT).contains(s))
+                        .ok_or_else(|| format!("invalid value \"{option}\""))?;
+                    refresh = Some(seconds);
+                }
+                None => return Err(format!("invalid parameter \"{option}\"")),
+            }
+        }
+        Ok(CrlSource {
+            file: (*file).to_owned(),
+            refresh: refresh.unwrap_or(DEFAULT_CRL_REFRESH),
+        })
+    }
+}
+
 /// `auth_cert_handshake require | http`: how a server's TLS handshake treats a client that
 /// sends no certificate, or one that does not verify.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +125,8 @@ pub struct Settings {
     pub header: Option<HeaderSource>,
     /// `auth_cert_identity_arg`.
     pub identity_arg: Option<ArgSource>,
+    /// `auth_cert_crl`.
+    pub crl: Option<CrlSource>,
     /// `auth_cert_max_age`: set here (`Some`), and then a limit in seconds or `off` (`None`).
     max_age: Option<Option<i64>>,
     stale: Option<Stale>,
@@ -138,6 +182,9 @@ impl Settings {
         }
         if self.identity_arg.is_none() {
             self.identity_arg.clone_from(&parent.identity_arg);
+        }
+        if self.crl.is_none() {
+            self.crl.clone_from(&parent.crl);
         }
     }
 
@@ -256,6 +303,12 @@ impl Settings {
                 }
                 self.identity_arg =
                     Some(ArgSource::parse(args).map_err(|e| in_directive(name, &e))?);
+            }
+            Directive::Crl => {
+                if self.crl.is_some() {
+                    return Err(duplicate());
+                }
+                self.crl = Some(CrlSource::parse(args).map_err(|e| in_directive(name, &e))?);
             }
             _ => self.token.apply(directive, args, &self.conf_prefix)?,
         }
@@ -524,6 +577,46 @@ pub(crate) mod tests {
         ])
         .unwrap_err();
         assert_eq!(err, "\"auth_cert_stale\" directive is duplicate");
+    }
+
+    #[test]
+    fn crl_file_and_refresh() {
+        let s = settings(&[("auth_cert_crl", &["crl/ca.crl"])]).unwrap();
+        assert_eq!(
+            s.crl,
+            Some(CrlSource {
+                file: "crl/ca.crl".into(),
+                refresh: 60
+            })
+        );
+        let s = settings(&[("auth_cert_crl", &["ca.crl", "refresh=1s"])]).unwrap();
+        assert_eq!(s.crl.as_ref().map(|c| c.refresh), Some(1));
+        let mut child = Settings::default();
+        child.merge(&s);
+        assert_eq!(child.crl, s.crl);
+        for (args, message) in [
+            (
+                &["ca.crl", "refresh=0"][..],
+                "invalid value \"refresh=0\" in \"auth_cert_crl\" directive",
+            ),
+            (
+                &["ca.crl", "refresh=1x"][..],
+                "invalid value \"refresh=1x\" in \"auth_cert_crl\" directive",
+            ),
+            (
+                &["ca.crl", "every=1m"][..],
+                "invalid parameter \"every=1m\" in \"auth_cert_crl\" directive",
+            ),
+            (
+                &["ca.crl", "refresh=1m", "refresh=2m"][..],
+                "duplicate \"refresh=\" parameter in \"auth_cert_crl\" directive",
+            ),
+            (&[""][..], "missing file in \"auth_cert_crl\" directive"),
+        ] {
+            assert_eq!(settings(&[("auth_cert_crl", args)]).unwrap_err(), message);
+        }
+        let err = settings(&[("auth_cert_crl", &["a"]), ("auth_cert_crl", &["b"])]).unwrap_err();
+        assert_eq!(err, "\"auth_cert_crl\" directive is duplicate");
     }
 
     #[test]
