@@ -75,6 +75,7 @@ fn compute(r: &mut Request, conf: &LocConf) -> Evaluation {
         &settings.policy,
         now,
     );
+    crate::zone::count_forwarded(&forwarded);
     // SAFETY: a request's connection is live while the request is; its `ssl` is null on plain
     // connections and is the TLS connection (shared by HTTP/2 streams) otherwise.
     let ssl_connection = unsafe { (*r.connection()).ssl.as_ref() };
@@ -163,7 +164,9 @@ fn handle(r: &mut Request) -> Status {
         return HTTPStatus::INTERNAL_SERVER_ERROR.into();
     };
     let satisfy_all = satisfy_all(r);
-    match decision::action(&conf.settings, &auth.evaluation.outcome, satisfy_all) {
+    let action = decision::action(&conf.settings, &auth.evaluation.outcome, satisfy_all);
+    crate::zone::count_request(&auth.evaluation, action);
+    match action {
         Action::Decline => Status::NGX_DECLINED,
         Action::Allow => Status::NGX_OK,
         Action::Reauthenticate => {

@@ -24,7 +24,7 @@ use ngx::ffi::{
     ngx_http_phases_NGX_HTTP_ACCESS_PHASE, ngx_int_t, ngx_module_t, ngx_str_t, ngx_uint_t,
     NGX_CONF_1MORE, NGX_CONF_2MORE, NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_CONF_TAKE12,
     NGX_CONF_TAKE2, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF,
-    NGX_HTTP_MODULE, NGX_HTTP_SRV_CONF,
+    NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_MODULE, NGX_HTTP_SRV_CONF,
 };
 use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 
@@ -39,6 +39,7 @@ mod signer;
 mod tls;
 mod token;
 mod variables;
+mod zone;
 
 use conf::LocConf;
 
@@ -90,9 +91,16 @@ unsafe impl HttpModuleLocationConf for Module {
     type LocationConf = LocConf;
 }
 
-/// The handler of the content handler directives (`auth_cert_login`, `auth_cert_jwks`): the
-/// words go to [`conf::set_directive`], then the location's content handler is set, at
-/// directive time, as nginx's own content handlers (`proxy_pass`, `stub_status`) do.
+// SAFETY: the main configuration slot of this module holds a `MainConf` made by
+// `zone::create_main_conf`.
+unsafe impl HttpModuleMainConf for Module {
+    type MainConf = zone::MainConf;
+}
+
+/// The handler of the content handler directives (`auth_cert_login`, `auth_cert_jwks`,
+/// `auth_cert_metrics`): the words go to [`conf::set_directive`], then the location's content
+/// handler is set, at directive time, as nginx's own content handlers (`proxy_pass`,
+/// `stub_status`) do.
 unsafe extern "C" fn set_content_handler(
     cf: *mut ngx_conf_t,
     cmd: *mut ngx_command_t,
@@ -108,6 +116,10 @@ unsafe extern "C" fn set_content_handler(
     let name = unsafe { (*cmd).name.as_bytes() };
     let handler = if name == Directive::Jwks.name().as_bytes() {
         token::jwks_handler
+    } else if name == Directive::Metrics.name().as_bytes() {
+        // SAFETY: as above.
+        unsafe { zone::require_zone(&*cf, Directive::Metrics) };
+        zone::metrics_handler
     } else {
         token::login_handler
     };
@@ -133,12 +145,22 @@ const fn command(directive: Directive) -> ngx_command_t {
         Arguments::OneOrMore => NGX_CONF_1MORE,
         Arguments::TwoOrMore => NGX_CONF_2MORE,
     };
-    let (context, set): (u32, ngx::ffi::ngx_conf_handler_pt) = match directive.context() {
+    let (context, set, conf): (u32, ngx::ffi::ngx_conf_handler_pt, _) = match directive.context() {
         Context::Any => (
             NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF,
             Some(conf::set_directive),
+            NGX_HTTP_LOC_CONF_OFFSET,
         ),
-        Context::Location => (NGX_HTTP_LOC_CONF, Some(set_content_handler)),
+        Context::Location => (
+            NGX_HTTP_LOC_CONF,
+            Some(set_content_handler),
+            NGX_HTTP_LOC_CONF_OFFSET,
+        ),
+        Context::Http => (
+            NGX_HTTP_MAIN_CONF,
+            Some(zone::set_zone),
+            NGX_HTTP_MAIN_CONF_OFFSET,
+        ),
     };
     ngx_command_t {
         name: ngx_str_t {
@@ -147,7 +169,7 @@ const fn command(directive: Directive) -> ngx_command_t {
         },
         type_: (context | arguments) as ngx_uint_t,
         set,
-        conf: NGX_HTTP_LOC_CONF_OFFSET,
+        conf,
         offset: 0,
         post: ptr::null_mut(),
     }
@@ -167,8 +189,8 @@ static mut COMMANDS: [ngx_command_t; Directive::ALL.len() + 1] = {
 static CONTEXT: ngx_http_module_t = ngx_http_module_t {
     preconfiguration: Some(Module::preconfiguration),
     postconfiguration: Some(Module::postconfiguration),
-    create_main_conf: None,
-    init_main_conf: None,
+    create_main_conf: Some(zone::create_main_conf),
+    init_main_conf: Some(zone::init_main_conf),
     create_srv_conf: None,
     merge_srv_conf: None,
     create_loc_conf: Some(conf::create_loc_conf),
@@ -187,5 +209,6 @@ pub static mut ngx_http_auth_cert_module: ngx_module_t = ngx_module_t {
     // SAFETY: nginx only reads the commands table.
     commands: unsafe { ptr::addr_of_mut!(COMMANDS[0]) },
     type_: NGX_HTTP_MODULE as _,
+    init_process: Some(zone::init_process),
     ..ngx_module_t::default()
 };

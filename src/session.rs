@@ -44,6 +44,7 @@ use ngx::ffi::{
 };
 
 use auth_cert_core::age;
+use auth_cert_core::metrics::Refusal;
 
 use crate::ex_data::{self, Slot};
 
@@ -311,6 +312,7 @@ unsafe extern "C" fn decrypt_ticket(
     if let Some(limit) = limit {
         // SAFETY: OpenSSL passes the decrypted session on success.
         if age::is_stale(unsafe { stamp_of(session) }, ngx_time(), limit) {
+            crate::zone::count(|c| c.refused(Refusal::Stale));
             return SSL_TICKET_RETURN_IGNORE_RENEW as SSL_TICKET_RETURN;
         }
     }
@@ -386,6 +388,7 @@ unsafe extern "C" fn get_session(
         }
         if let Some(limit) = hooks.handshake_max_age {
             if age::is_stale(stamp_of(session), ngx_time(), limit) {
+                crate::zone::count(|c| c.refused(Refusal::Stale));
                 // With *copy == 0 the reference was handed to us: release it.
                 if !copy.is_null() && *copy == 0 {
                     SSL_SESSION_free(session);

@@ -26,6 +26,8 @@ pub enum Directive {
     TokenAmr,
     Login,
     Jwks,
+    Zone,
+    Metrics,
 }
 
 /// How many arguments a directive takes, as nginx checks them before the handler runs.
@@ -47,11 +49,13 @@ pub enum Context {
     Any,
     /// `location` only: the content handlers.
     Location,
+    /// `http` only: the shared memory zone.
+    Http,
 }
 
 impl Directive {
     /// Every directive, in the order of nginx's command table.
-    pub const ALL: [Directive; 19] = [
+    pub const ALL: [Directive; 21] = [
         Self::AuthCert,
         Self::Identity,
         Self::IdentityRegex,
@@ -71,6 +75,8 @@ impl Directive {
         Self::TokenAmr,
         Self::Login,
         Self::Jwks,
+        Self::Zone,
+        Self::Metrics,
     ];
 
     /// The name, NUL-terminated: nginx compares command names with C strings.
@@ -95,6 +101,8 @@ impl Directive {
             Self::TokenAmr => c"auth_cert_token_amr",
             Self::Login => c"auth_cert_login",
             Self::Jwks => c"auth_cert_jwks",
+            Self::Zone => c"auth_cert_zone",
+            Self::Metrics => c"auth_cert_metrics",
         }
     }
 
@@ -115,7 +123,8 @@ impl Directive {
             | Self::MaxAge
             | Self::Stale
             | Self::TokenTtl
-            | Self::TokenIssuer => Arguments::One,
+            | Self::TokenIssuer
+            | Self::Zone => Arguments::One,
             Self::Identity | Self::Eku | Self::KeyUsage | Self::Policy | Self::TokenAudience => {
                 Arguments::OneOrMore
             }
@@ -123,13 +132,14 @@ impl Directive {
             Self::TokenKey => Arguments::OneOrTwo,
             Self::TokenClaim => Arguments::Two,
             Self::Login => Arguments::NoneOrOne,
-            Self::Jwks => Arguments::None,
+            Self::Jwks | Self::Metrics => Arguments::None,
         }
     }
 
     pub const fn context(self) -> Context {
         match self {
-            Self::Login | Self::Jwks => Context::Location,
+            Self::Login | Self::Jwks | Self::Metrics => Context::Location,
+            Self::Zone => Context::Http,
             _ => Context::Any,
         }
     }

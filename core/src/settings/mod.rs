@@ -57,6 +57,8 @@ pub struct Settings {
     /// `auth_cert_max_age`: set here (`Some`), and then a limit in seconds or `off` (`None`).
     max_age: Option<Option<i64>>,
     stale: Option<Stale>,
+    /// `auth_cert_metrics` (a content handler, not inherited).
+    pub metrics: bool,
 }
 
 impl Settings {
@@ -203,6 +205,24 @@ impl Settings {
                 self.identity_arg =
                     Some(ArgSource::parse(args).map_err(|e| in_directive(name, &e))?);
             }
+            Directive::Metrics => {
+                if self.metrics {
+                    return Err(duplicate());
+                }
+                if self.token.login.is_some() || self.token.jwks {
+                    return Err(format!(
+                        "\"{name}\" and \"auth_cert_login\" or \"auth_cert_jwks\" exclude \
+                         each other"
+                    ));
+                }
+                self.metrics = true;
+            }
+            Directive::Zone => return Err(format!("\"{name}\" is an http directive")),
+            Directive::Login | Directive::Jwks if self.metrics => {
+                return Err(format!(
+                    "\"{name}\" and \"auth_cert_metrics\" exclude each other"
+                ))
+            }
             _ => self.token.apply(directive, args, &self.conf_prefix)?,
         }
         Ok(())
@@ -280,6 +300,21 @@ pub(crate) mod tests {
         assert_eq!(Mode::parse("off"), Some(Mode::Off));
         assert_eq!(Mode::parse("On"), None);
         assert_eq!(Settings::default().mode(), Mode::Off);
+    }
+
+    #[test]
+    fn metrics_is_a_content_handler_of_its_own() {
+        assert!(settings(&[("auth_cert_metrics", &[])]).unwrap().metrics);
+        assert!(!Settings::default().metrics);
+        let dup = settings(&[("auth_cert_metrics", &[]), ("auth_cert_metrics", &[])]);
+        assert_eq!(
+            dup.unwrap_err(),
+            "\"auth_cert_metrics\" directive is duplicate"
+        );
+        assert!(settings(&[("auth_cert_metrics", &[]), ("auth_cert_jwks", &[])]).is_err());
+        assert!(settings(&[("auth_cert_jwks", &[]), ("auth_cert_metrics", &[])]).is_err());
+        assert!(settings(&[("auth_cert_metrics", &[]), ("auth_cert_login", &[])]).is_err());
+        assert!(settings(&[("auth_cert_zone", &["a:1m"])]).is_err());
     }
 
     #[test]
