@@ -33,6 +33,7 @@ mod conf;
 mod ex_data;
 mod forwarded;
 mod http;
+mod logout;
 mod reauth;
 mod session;
 mod signer;
@@ -79,6 +80,10 @@ impl HttpModule for Module {
         if !unsafe { session::install(cmcf, cf.pool) } {
             return Status::NGX_ERROR.0;
         }
+        if Module::main_conf(cf).is_some_and(|conf| conf.logout) {
+            // SAFETY: as above.
+            unsafe { session::refuse_internal_lookup(cmcf) };
+        }
         // SAFETY: `slot` is a fresh element of the array.
         unsafe { *slot = Some(access::access_handler) };
         Status::NGX_OK.0
@@ -98,9 +103,9 @@ unsafe impl HttpModuleMainConf for Module {
 }
 
 /// The handler of the content handler directives (`auth_cert_login`, `auth_cert_jwks`,
-/// `auth_cert_metrics`): the words go to [`conf::set_directive`], then the location's content
-/// handler is set, at directive time, as nginx's own content handlers (`proxy_pass`,
-/// `stub_status`) do.
+/// `auth_cert_metrics`, `auth_cert_logout`): the words go to [`conf::set_directive`], then the
+/// location's content handler is set, at directive time, as nginx's own content handlers
+/// (`proxy_pass`, `stub_status`) do.
 unsafe extern "C" fn set_content_handler(
     cf: *mut ngx_conf_t,
     cmd: *mut ngx_command_t,
@@ -120,6 +125,10 @@ unsafe extern "C" fn set_content_handler(
         // SAFETY: as above.
         unsafe { zone::require_zone(&*cf, Directive::Metrics) };
         zone::metrics_handler
+    } else if name == Directive::Logout.name().as_bytes() {
+        // SAFETY: as above.
+        unsafe { zone::require_zone(&*cf, Directive::Logout) };
+        logout::logout_handler
     } else {
         token::login_handler
     };

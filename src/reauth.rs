@@ -28,6 +28,17 @@ use crate::http;
 
 /// Answers a stale request with a redirect to itself and the end of its connection.
 pub fn redirect(r: &mut Request) -> Status {
+    answer_and_close(r, send, redirect_h2)
+}
+
+/// Answers `r` with `send`, which finalizes it, and ends its connection: HTTP/1.x at once,
+/// with `Connection: close`; HTTP/2 from a posted event, whose handler `h2` calls
+/// [`answer_h2`] with the same `send`, so that the GOAWAY goes first. Returns `NGX_DONE`.
+pub fn answer_and_close(
+    r: &mut Request,
+    send: fn(&mut Request) -> Status,
+    h2: unsafe extern "C" fn(*mut ngx_event_t),
+) -> Status {
     if r.as_ref().stream.is_null() {
         r.as_mut().set_keepalive(0);
         return send(r);
@@ -41,7 +52,7 @@ pub fn redirect(r: &mut Request) -> Status {
         let Some((ev, cleanup)) = ev.as_mut().zip(cleanup.as_mut()) else {
             return Status::NGX_ERROR;
         };
-        ev.handler = Some(redirect_h2);
+        ev.handler = Some(h2);
         ev.data = r.cast();
         ev.log = (*(*r).connection).log;
         // Should the request go away first, its event must leave the posted queue with it.
@@ -62,8 +73,17 @@ unsafe extern "C" fn forget_event(data: *mut c_void) {
     }
 }
 
-/// The posted HTTP/2 answer: GOAWAY on the connection first, then the redirect.
+/// The posted HTTP/2 redirect.
 unsafe extern "C" fn redirect_h2(ev: *mut ngx_event_t) {
+    // SAFETY: nginx runs the event posted by `redirect`.
+    unsafe { answer_h2(ev, send) }
+}
+
+/// The posted HTTP/2 answer: GOAWAY on the connection first, then the answer of `send`.
+///
+/// # Safety
+/// `ev` must be the event posted by [`answer_and_close`].
+pub unsafe fn answer_h2(ev: *mut ngx_event_t, send: fn(&mut Request) -> Status) {
     // SAFETY: the event's data is its request, alive as long as the event is posted (see
     // `forget_event`); the stream and its connection live as long as the request.
     unsafe {

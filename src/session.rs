@@ -32,15 +32,16 @@ use ngx::ffi::{
     ngx_http_conf_addr_t, ngx_http_conf_port_t, ngx_http_core_main_conf_t,
     ngx_http_core_srv_conf_t, ngx_http_ssl_module, ngx_http_ssl_srv_conf_t, ngx_pool_t, ngx_time,
     SSL_CTX_ctrl, SSL_CTX_get_timeout, SSL_CTX_get_verify_callback, SSL_CTX_get_verify_mode,
-    SSL_CTX_sess_get_get_cb, SSL_CTX_sess_set_get_cb, SSL_CTX_set_session_ticket_cb,
-    SSL_CTX_set_timeout, SSL_CTX_set_verify, SSL_SESSION_free, SSL_SESSION_get0_ticket_appdata,
-    SSL_SESSION_get_time, SSL_SESSION_get_timeout, SSL_SESSION_set1_ticket_appdata,
-    SSL_SESSION_set_timeout, SSL_get_SSL_CTX, SSL_get_ex_data_X509_STORE_CTX_idx, SSL_get_session,
-    SSL_verify_cb, X509_STORE_CTX_get_error_depth, X509_STORE_CTX_get_ex_data, SSL,
-    SSL_CTRL_GET_SESS_CACHE_MODE, SSL_CTRL_SET_SESS_CACHE_MODE, SSL_CTX, SSL_SESSION,
-    SSL_SESS_CACHE_NO_INTERNAL_LOOKUP, SSL_TICKET_RETURN, SSL_TICKET_RETURN_IGNORE_RENEW,
-    SSL_TICKET_RETURN_USE, SSL_TICKET_RETURN_USE_RENEW, SSL_TICKET_STATUS, SSL_TICKET_SUCCESS,
-    SSL_TICKET_SUCCESS_RENEW, SSL_VERIFY_NONE, X509_STORE_CTX,
+    SSL_CTX_remove_session, SSL_CTX_sess_get_get_cb, SSL_CTX_sess_set_get_cb,
+    SSL_CTX_set_session_ticket_cb, SSL_CTX_set_timeout, SSL_CTX_set_verify, SSL_SESSION_free,
+    SSL_SESSION_get0_ticket_appdata, SSL_SESSION_get_time, SSL_SESSION_get_timeout,
+    SSL_SESSION_set1_ticket_appdata, SSL_SESSION_set_timeout, SSL_get_SSL_CTX,
+    SSL_get_ex_data_X509_STORE_CTX_idx, SSL_get_session, SSL_verify_cb,
+    X509_STORE_CTX_get_error_depth, X509_STORE_CTX_get_ex_data, SSL, SSL_CTRL_GET_SESS_CACHE_MODE,
+    SSL_CTRL_SET_SESS_CACHE_MODE, SSL_CTX, SSL_SESSION, SSL_SESS_CACHE_NO_INTERNAL_LOOKUP,
+    SSL_TICKET_RETURN, SSL_TICKET_RETURN_IGNORE_RENEW, SSL_TICKET_RETURN_USE,
+    SSL_TICKET_RETURN_USE_RENEW, SSL_TICKET_STATUS, SSL_TICKET_SUCCESS, SSL_TICKET_SUCCESS_RENEW,
+    SSL_VERIFY_NONE, X509_STORE_CTX,
 };
 
 use auth_cert_core::age;
@@ -156,6 +157,39 @@ pub unsafe fn install(cmcf: &ngx_http_core_main_conf_t, pool: *mut ngx_pool_t) -
     true
 }
 
+/// Stops OpenSSL's internal session cache (`ssl_session_cache builtin`) from answering on
+/// every server's context: it would resume a session before any callback could check it,
+/// and each worker keeps its own. Sessions are then resumed from tickets and nginx's shared
+/// cache only, which check the marks of `auth_cert_logout`.
+///
+/// # Safety
+/// Postconfiguration only, as [`install`].
+pub unsafe fn refuse_internal_lookup(cmcf: &ngx_http_core_main_conf_t) {
+    // SAFETY: cmcf.servers is an array of server configuration pointers.
+    let servers = unsafe { cmcf.servers.as_slice::<*mut ngx_http_core_srv_conf_t>() };
+    for &cscf in servers {
+        // SAFETY: a server of this configuration; its context is live, not serving yet.
+        unsafe {
+            let ctx = server_ctx(cscf);
+            if ctx.is_null() {
+                continue;
+            }
+            let mode = SSL_CTX_ctrl(
+                ctx,
+                SSL_CTRL_GET_SESS_CACHE_MODE as c_int,
+                0,
+                ptr::null_mut(),
+            );
+            SSL_CTX_ctrl(
+                ctx,
+                SSL_CTRL_SET_SESS_CACHE_MODE as c_int,
+                mode | SSL_SESS_CACHE_NO_INTERNAL_LOOKUP as c_long,
+                ptr::null_mut(),
+            );
+        }
+    }
+}
+
 /// Gives the default server's context of `addr` the smallest limit among its servers.
 ///
 /// # Safety
@@ -237,11 +271,11 @@ unsafe fn install_on(ctx: *mut SSL_CTX, pool: *mut ngx_pool_t) -> bool {
     }
 }
 
-/// The authentication time stamped into a session.
+/// The stamp bytes of a session, as the module wrote them.
 ///
 /// # Safety
-/// `session` must be null or a live session.
-unsafe fn stamp_of(session: *mut SSL_SESSION) -> Option<i64> {
+/// `session` must be null or a live session; the bytes live as long as it does.
+unsafe fn stamp_bytes<'a>(session: *mut SSL_SESSION) -> Option<&'a [u8]> {
     if session.is_null() {
         return None;
     }
@@ -254,8 +288,55 @@ unsafe fn stamp_of(session: *mut SSL_SESSION) -> Option<i64> {
         {
             return None;
         }
-        age::decode_stamp(core::slice::from_raw_parts(data.cast::<u8>(), len))
+        Some(core::slice::from_raw_parts(data.cast::<u8>(), len))
     }
+}
+
+/// The authentication time stamped into a session.
+///
+/// # Safety
+/// `session` must be null or a live session.
+unsafe fn stamp_of(session: *mut SSL_SESSION) -> Option<i64> {
+    // SAFETY: caller.
+    unsafe { stamp_bytes(session) }.and_then(age::decode_stamp)
+}
+
+/// The id of the authentication of the connection `ssl`, and until when its sessions may be
+/// resumed: its session context's timeout from now (every session or ticket of that
+/// authentication was issued with at most that lifetime). `None` when the session has no id.
+///
+/// # Safety
+/// `ssl` must be a live connection whose handshake has completed.
+pub unsafe fn authentication_id(ssl: *mut SSL) -> Option<([u64; 2], i64)> {
+    // SAFETY: caller; the session is owned by the connection, the context outlives it.
+    unsafe {
+        let id = stamp_bytes(SSL_get_session(ssl)).and_then(age::stamp_id)?;
+        #[allow(clippy::unnecessary_cast)] // c_long is i32 on some targets.
+        let timeout = SSL_CTX_get_timeout(session_ctx(ssl)) as i64;
+        Some((id, ngx_time().saturating_add(timeout.max(0))))
+    }
+}
+
+/// Takes the session of `ssl` out of OpenSSL's internal cache of its session context (and
+/// marks it not resumable there); the zone's mark refuses it wherever else it is kept
+/// (tickets, nginx's shared cache, other workers).
+///
+/// # Safety
+/// `ssl` must be a live connection whose handshake has completed.
+pub unsafe fn forget(ssl: *mut SSL) {
+    // SAFETY: caller; the session and its context outlive the call.
+    unsafe { SSL_CTX_remove_session(session_ctx(ssl), SSL_get_session(ssl)) };
+}
+
+/// Whether the authentication of `session` was ended (`auth_cert_logout`): not resumed.
+///
+/// # Safety
+/// `session` must be null or a live session.
+unsafe fn ended(session: *mut SSL_SESSION) -> bool {
+    // SAFETY: caller.
+    unsafe { stamp_bytes(session) }
+        .and_then(age::stamp_id)
+        .is_some_and(crate::zone::is_ended)
 }
 
 /// The authentication time of the connection `ssl`.
@@ -284,7 +365,7 @@ unsafe extern "C" fn verify(ok: c_int, store: *mut X509_STORE_CTX) -> c_int {
         if ok == 1 && X509_STORE_CTX_get_error_depth(store) == 0 {
             let session = SSL_get_session(ssl);
             if !session.is_null() {
-                let stamp = age::encode_stamp(ngx_time());
+                let stamp = age::encode_stamp(ngx_time(), crate::zone::new_id());
                 SSL_SESSION_set1_ticket_appdata(session, stamp.as_ptr().cast(), stamp.len());
             }
         }
@@ -305,6 +386,10 @@ unsafe extern "C" fn decrypt_ticket(
     if !renew && status != SSL_TICKET_SUCCESS as SSL_TICKET_STATUS {
         // Empty or undecryptable: a full handshake and a new ticket, as without this hook.
         // (Never IGNORE: in TLS 1.2 it would fall back to a session cache lookup.)
+        return SSL_TICKET_RETURN_IGNORE_RENEW as SSL_TICKET_RETURN;
+    }
+    // SAFETY: OpenSSL passes the decrypted session on success.
+    if unsafe { ended(session) } {
         return SSL_TICKET_RETURN_IGNORE_RENEW as SSL_TICKET_RETURN;
     }
     // SAFETY: `arg` is the context's Hooks, which live as long as the context.
@@ -385,6 +470,13 @@ unsafe extern "C" fn get_session(
         let session = nginx_get(ssl, id, len, copy);
         if session.is_null() {
             return session;
+        }
+        if ended(session) {
+            // With *copy == 0 the reference was handed to us: release it.
+            if !copy.is_null() && *copy == 0 {
+                SSL_SESSION_free(session);
+            }
+            return ptr::null_mut();
         }
         if let Some(limit) = hooks.handshake_max_age {
             if age::is_stale(stamp_of(session), ngx_time(), limit) {

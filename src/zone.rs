@@ -7,16 +7,19 @@
 
 use core::ffi::{c_char, c_void};
 use core::ptr;
+use core::slice;
 use core::sync::atomic::{AtomicPtr, Ordering};
 
 use auth_cert_core::decision::{Action, Evaluation, Forwarded};
 use auth_cert_core::directive::Directive;
+use auth_cert_core::metrics::Refusal;
 use auth_cert_core::metrics::{Counters, ForwardedResult};
-use auth_cert_core::zone::{self, Header, Region};
+use auth_cert_core::zone::{self, Header, Mark, Region};
 use ngx::core::{Pool, Status, NGX_CONF_ERROR};
 use ngx::ffi::{
     ngx_command_t, ngx_conf_t, ngx_cycle_t, ngx_int_t, ngx_shared_memory_add, ngx_shm_zone_t,
-    ngx_slab_alloc, ngx_slab_pool_t, ngx_str_t, NGX_LOG_EMERG,
+    ngx_shmtx_lock, ngx_shmtx_unlock, ngx_slab_alloc, ngx_slab_pool_t, ngx_str_t, RAND_bytes,
+    NGX_LOG_EMERG,
 };
 use ngx::http::{HttpModule, HttpModuleMainConf};
 use ngx::{ngx_conf_log_error, ngx_log_error};
@@ -31,6 +34,8 @@ pub struct MainConf {
     /// Where the first directive that needs the zone was written, for the error when none is
     /// declared.
     needs_zone: Option<(&'static str, String, usize)>,
+    /// Whether `auth_cert_logout` is written: sessions must then be checked at resumption.
+    pub logout: bool,
 }
 
 impl Default for MainConf {
@@ -38,12 +43,15 @@ impl Default for MainConf {
         Self {
             zone: ptr::null_mut(),
             needs_zone: None,
+            logout: false,
         }
     }
 }
 
 /// The zone's region in this worker, or null without a zone.
 static REGION: AtomicPtr<Region> = AtomicPtr::new(ptr::null_mut());
+/// The zone's slab pool, whose mutex guards the marks.
+static POOL: AtomicPtr<ngx_slab_pool_t> = AtomicPtr::new(ptr::null_mut());
 
 /// The zone's region, when `auth_cert_zone` is declared.
 pub fn region() -> Option<&'static Region> {
@@ -56,6 +64,57 @@ pub fn region() -> Option<&'static Region> {
 /// The counters of the zone, when there is one.
 pub fn counters() -> Option<&'static Counters> {
     region().map(|r| &r.counters)
+}
+
+/// Runs `f` on the zone's table of marks, under the zone's lock; `None` without a zone.
+fn with_marks<T>(f: impl FnOnce(&mut [Mark]) -> T) -> Option<T> {
+    let region = REGION.load(Ordering::Relaxed);
+    let pool = POOL.load(Ordering::Relaxed);
+    if region.is_null() || pool.is_null() {
+        return None;
+    }
+    // SAFETY: `init_zone` laid out `capacity` marks right after the region, in the zone of
+    // this worker's cycle; every worker reads or writes them only under the slab pool's
+    // mutex, taken here, and `f` (the core's table operations) does not panic.
+    unsafe {
+        let capacity = usize::try_from((*region).header.capacity).unwrap_or(0);
+        let marks = region.cast::<u8>().add(size_of::<Region>()).cast::<Mark>();
+        ngx_shmtx_lock(&raw mut (*pool).mutex);
+        let out = f(slice::from_raw_parts_mut(marks, capacity));
+        ngx_shmtx_unlock(&raw mut (*pool).mutex);
+        Some(out)
+    }
+}
+
+/// Marks the authentication `id` ended until `expires`: its sessions are not resumed.
+/// `None` without a zone; `Some(true)` when a live mark made room for it (the zone is full).
+pub fn end(id: [u64; 2], expires: i64) -> Option<bool> {
+    let now = ngx::ffi::ngx_time();
+    with_marks(|table| zone::mark(table, id, expires, now))
+}
+
+/// Whether the authentication `id` was ended. Counts the refusal.
+pub fn is_ended(id: [u64; 2]) -> bool {
+    let now = ngx::ffi::ngx_time();
+    let ended = with_marks(|table| zone::is_marked(table, id, now)).unwrap_or(false);
+    if ended {
+        count(|c| c.refused(Refusal::Logout));
+    }
+    ended
+}
+
+/// A new random id for an authentication; `[0, 0]` (no id) if OpenSSL has no randomness.
+pub fn new_id() -> [u64; 2] {
+    let mut bytes = [0u8; 16];
+    // SAFETY: OpenSSL writes the 16 bytes of the buffer.
+    if unsafe { RAND_bytes(bytes.as_mut_ptr(), 16) } != 1 {
+        return [0, 0];
+    }
+    let (a, b) = bytes.split_at(8);
+    [
+        u64::from_ne_bytes(a.try_into().unwrap_or_default()),
+        u64::from_ne_bytes(b.try_into().unwrap_or_default()),
+    ]
 }
 
 /// Counts with the zone's counters, when there is a zone.
@@ -121,6 +180,7 @@ pub unsafe fn require_zone(cf: &ngx_conf_t, directive: Directive) {
     let Some(conf) = Module::main_conf_mut(cf) else {
         return;
     };
+    conf.logout |= directive == Directive::Logout;
     if conf.needs_zone.is_some() {
         return;
     }
@@ -250,12 +310,18 @@ unsafe extern "C" fn init_zone(shm_zone: *mut ngx_shm_zone_t, data: *mut c_void)
 /// When a worker starts: the region of the zone of the cycle it serves.
 pub unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     // SAFETY: nginx passes the cycle the worker runs; its zones are mapped and laid out.
-    let region = unsafe { cycle.as_ref() }
+    let zone = unsafe { cycle.as_ref() }
         .and_then(Module::main_conf)
         // SAFETY: the zone of this cycle, whose `data` `init_zone` set to the region.
-        .and_then(|conf| unsafe { conf.zone.as_ref() })
-        .map_or(ptr::null_mut(), |zone| zone.data.cast::<Region>());
+        .and_then(|conf| unsafe { conf.zone.as_ref() });
+    let (region, pool) = zone.map_or((ptr::null_mut(), ptr::null_mut()), |zone| {
+        (
+            zone.data.cast::<Region>(),
+            zone.shm.addr.cast::<ngx_slab_pool_t>(),
+        )
+    });
     REGION.store(region, Ordering::Relaxed);
+    POOL.store(pool, Ordering::Relaxed);
     Status::NGX_OK.0
 }
 

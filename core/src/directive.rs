@@ -28,6 +28,7 @@ pub enum Directive {
     Jwks,
     Zone,
     Metrics,
+    Logout,
 }
 
 /// How many arguments a directive takes, as nginx checks them before the handler runs.
@@ -55,7 +56,7 @@ pub enum Context {
 
 impl Directive {
     /// Every directive, in the order of nginx's command table.
-    pub const ALL: [Directive; 21] = [
+    pub const ALL: [Directive; 22] = [
         Self::AuthCert,
         Self::Identity,
         Self::IdentityRegex,
@@ -77,6 +78,7 @@ impl Directive {
         Self::Jwks,
         Self::Zone,
         Self::Metrics,
+        Self::Logout,
     ];
 
     /// The name, NUL-terminated: nginx compares command names with C strings.
@@ -103,6 +105,7 @@ impl Directive {
             Self::Jwks => c"auth_cert_jwks",
             Self::Zone => c"auth_cert_zone",
             Self::Metrics => c"auth_cert_metrics",
+            Self::Logout => c"auth_cert_logout",
         }
     }
 
@@ -131,14 +134,14 @@ impl Directive {
             Self::Header | Self::IdentityArg | Self::TokenAmr => Arguments::TwoOrMore,
             Self::TokenKey => Arguments::OneOrTwo,
             Self::TokenClaim => Arguments::Two,
-            Self::Login => Arguments::NoneOrOne,
+            Self::Login | Self::Logout => Arguments::NoneOrOne,
             Self::Jwks | Self::Metrics => Arguments::None,
         }
     }
 
     pub const fn context(self) -> Context {
         match self {
-            Self::Login | Self::Jwks | Self::Metrics => Context::Location,
+            Self::Login | Self::Jwks | Self::Metrics | Self::Logout => Context::Location,
             Self::Zone => Context::Http,
             _ => Context::Any,
         }
