@@ -165,7 +165,7 @@ fn handle(r: &mut Request) -> Status {
     };
     let satisfy_all = satisfy_all(r);
     let action = decision::action(&conf.settings, &auth.evaluation.outcome, satisfy_all);
-    crate::zone::count_request(&auth.evaluation, action);
+    crate::zone::note_request(r, &auth.evaluation, action);
     match action {
         Action::Decline => Status::NGX_DECLINED,
         Action::Allow => Status::NGX_OK,

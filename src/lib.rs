@@ -75,9 +75,10 @@ impl HttpModule for Module {
         if slot.is_null() || !tls::PEERS.init() {
             return Status::NGX_ERROR.0;
         }
+        let zone = Module::main_conf(cf).is_some_and(zone::MainConf::has_zone);
         // SAFETY: postconfiguration: every server is merged, none is serving; `cf.pool` is
         // the pool of the configuration.
-        if !unsafe { session::install(cmcf, cf.pool) } {
+        if !unsafe { session::install(cmcf, cf.pool, zone) } {
             return Status::NGX_ERROR.0;
         }
         if Module::main_conf(cf).is_some_and(|conf| conf.logout) {

@@ -48,7 +48,7 @@ fn logout(r: &mut Request) -> Status {
         (Some(ssl), Some((id, expires))) => {
             // SAFETY: as above.
             unsafe { session::forget(ssl) };
-            zone::end(id, expires)
+            zone::end(id, expires, auth_cert_core::zone::Kind::Logout)
         }
         _ => None,
     };

@@ -62,9 +62,27 @@ struct Hooks {
     get_session: GetSession,
     /// The smallest `auth_cert_max_age` of the locations of this context's server.
     server_max_age: Option<i64>,
-    /// The limit applied when a session is resumed in this context.
+    /// The largest one.
+    server_max_age_longest: Option<i64>,
+    /// The limit applied when a session is resumed in this context: the largest age of its
+    /// address with a zone (step-up), the smallest without.
     handshake_max_age: Option<i64>,
+    /// The smallest age of its address: the limit while step-up cannot apply.
+    strict_max_age: Option<i64>,
     installed: bool,
+}
+
+impl Hooks {
+    /// The limit a resumed session is held to now: the smallest age of the address, unless
+    /// step-up applies (a zone, none of whose marks was dropped for room), when a stale
+    /// request on a stricter location marks its authentication instead.
+    fn limit(&self) -> Option<i64> {
+        if crate::zone::step_up() {
+            self.handshake_max_age
+        } else {
+            self.strict_max_age
+        }
+    }
 }
 
 /// The hooks of each server's context.
@@ -123,15 +141,21 @@ pub unsafe fn note_max_age(ctx: *mut SSL_CTX, pool: *mut ngx_pool_t, max_age: i6
         return false;
     };
     hooks.server_max_age = age::stricter(hooks.server_max_age, Some(max_age));
+    hooks.server_max_age_longest = age::longer(hooks.server_max_age_longest, Some(max_age));
     true
 }
 
-/// Installs the hooks on every server's context and sets each context's handshake limit.
+/// Installs the hooks on every server's context and sets each context's handshake limit:
+/// the longest age of its address with `step_up` (a zone), the shortest without.
 ///
 /// # Safety
 /// Postconfiguration only: `cmcf` is the http block's core main configuration, with its
 /// servers merged, and `pool` the configuration's pool.
-pub unsafe fn install(cmcf: &ngx_http_core_main_conf_t, pool: *mut ngx_pool_t) -> bool {
+pub unsafe fn install(
+    cmcf: &ngx_http_core_main_conf_t,
+    pool: *mut ngx_pool_t,
+    step_up: bool,
+) -> bool {
     // SAFETY: cmcf.servers is an array of server configuration pointers.
     let servers = unsafe { cmcf.servers.as_slice::<*mut ngx_http_core_srv_conf_t>() };
     for &cscf in servers {
@@ -151,7 +175,7 @@ pub unsafe fn install(cmcf: &ngx_http_core_main_conf_t, pool: *mut ngx_pool_t) -
         // SAFETY: each port's addrs is an array of ngx_http_conf_addr_t.
         for addr in unsafe { port.addrs.as_slice::<ngx_http_conf_addr_t>() } {
             // SAFETY: addresses reference servers of this configuration.
-            unsafe { limit_address(addr, pool) };
+            unsafe { limit_address(addr, pool, step_up) };
         }
     }
     true
@@ -190,14 +214,15 @@ pub unsafe fn refuse_internal_lookup(cmcf: &ngx_http_core_main_conf_t) {
     }
 }
 
-/// Gives the default server's context of `addr` the smallest limit among its servers.
+/// Gives the default server's context of `addr` its limits: the smallest age among its
+/// servers, and the handshake limit (the largest with `step_up`, else the smallest).
 ///
 /// # Safety
 /// `addr` must be an address of the configuration being finished, `pool` its pool.
-unsafe fn limit_address(addr: &ngx_http_conf_addr_t, pool: *mut ngx_pool_t) {
+unsafe fn limit_address(addr: &ngx_http_conf_addr_t, pool: *mut ngx_pool_t, step_up: bool) {
     // SAFETY: caller.
     let default_ctx = unsafe { server_ctx(addr.default_server) };
-    let mut limit = None;
+    let (mut strict, mut longest) = (None, None);
     // SAFETY: addr.servers is an array of server configuration pointers.
     let servers = unsafe { addr.servers.as_slice::<*mut ngx_http_core_srv_conf_t>() };
     for &cscf in servers.iter().chain([&addr.default_server]) {
@@ -205,15 +230,17 @@ unsafe fn limit_address(addr: &ngx_http_conf_addr_t, pool: *mut ngx_pool_t) {
         let ctx = unsafe { server_ctx(cscf) };
         // SAFETY: as above.
         if let Some(hooks) = unsafe { hooks(ctx) } {
-            limit = age::stricter(limit, hooks.server_max_age);
+            strict = age::stricter(strict, hooks.server_max_age);
+            longest = age::longer(longest, hooks.server_max_age_longest);
         }
     }
-    let Some(limit) = limit else {
+    let Some(limit) = (if step_up { longest } else { strict }) else {
         return;
     };
     // SAFETY: the context is live and not serving yet.
     if let Some(hooks) = unsafe { default_ctx.as_mut().and_then(|c| hooks_mut(c, pool)) } {
         hooks.handshake_max_age = age::stricter(hooks.handshake_max_age, Some(limit));
+        hooks.strict_max_age = age::stricter(hooks.strict_max_age, strict);
         // SAFETY: live context, configuration time.
         unsafe {
             // TLS 1.2 sessions keep the time of their full handshake: a context timeout
@@ -393,7 +420,7 @@ unsafe extern "C" fn decrypt_ticket(
         return SSL_TICKET_RETURN_IGNORE_RENEW as SSL_TICKET_RETURN;
     }
     // SAFETY: `arg` is the context's Hooks, which live as long as the context.
-    let limit = unsafe { arg.cast::<Hooks>().as_ref() }.and_then(|h| h.handshake_max_age);
+    let limit = unsafe { arg.cast::<Hooks>().as_ref() }.and_then(Hooks::limit);
     if let Some(limit) = limit {
         // SAFETY: OpenSSL passes the decrypted session on success.
         if age::is_stale(unsafe { stamp_of(session) }, ngx_time(), limit) {
@@ -478,7 +505,7 @@ unsafe extern "C" fn get_session(
             }
             return ptr::null_mut();
         }
-        if let Some(limit) = hooks.handshake_max_age {
+        if let Some(limit) = hooks.limit() {
             if age::is_stale(stamp_of(session), ngx_time(), limit) {
                 crate::zone::count(|c| c.refused(Refusal::Stale));
                 // With *copy == 0 the reference was handed to us: release it.

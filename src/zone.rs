@@ -12,19 +12,18 @@ use core::sync::atomic::{AtomicPtr, Ordering};
 
 use auth_cert_core::decision::{Action, Evaluation, Forwarded};
 use auth_cert_core::directive::Directive;
-use auth_cert_core::metrics::Refusal;
 use auth_cert_core::metrics::{Counters, ForwardedResult};
-use auth_cert_core::zone::{self, Header, Mark, Region};
+use auth_cert_core::zone::{self, Header, Kind, Mark, Region};
 use ngx::core::{Pool, Status, NGX_CONF_ERROR};
 use ngx::ffi::{
     ngx_command_t, ngx_conf_t, ngx_cycle_t, ngx_int_t, ngx_shared_memory_add, ngx_shm_zone_t,
     ngx_shmtx_lock, ngx_shmtx_unlock, ngx_slab_alloc, ngx_slab_pool_t, ngx_str_t, RAND_bytes,
     NGX_LOG_EMERG,
 };
-use ngx::http::{HttpModule, HttpModuleMainConf};
+use ngx::http::{HttpModule, HttpModuleMainConf, Request};
 use ngx::{ngx_conf_log_error, ngx_log_error};
 
-use crate::Module;
+use crate::{session, Module};
 
 /// The module's `http` configuration.
 #[derive(Debug)]
@@ -45,6 +44,13 @@ impl Default for MainConf {
             needs_zone: None,
             logout: false,
         }
+    }
+}
+
+impl MainConf {
+    /// Whether `auth_cert_zone` is declared.
+    pub fn has_zone(&self) -> bool {
+        !self.zone.is_null()
     }
 }
 
@@ -86,21 +92,34 @@ fn with_marks<T>(f: impl FnOnce(&mut [Mark]) -> T) -> Option<T> {
     }
 }
 
-/// Marks the authentication `id` ended until `expires`: its sessions are not resumed.
-/// `None` without a zone; `Some(true)` when a live mark made room for it (the zone is full).
-pub fn end(id: [u64; 2], expires: i64) -> Option<bool> {
+/// Marks the authentication `id` ended (for `kind`) until `expires`: its sessions are not
+/// resumed. `None` without a zone; `Some(true)` when a live mark made room for it (the zone
+/// is full).
+pub fn end(id: [u64; 2], expires: i64, kind: Kind) -> Option<bool> {
     let now = ngx::ffi::ngx_time();
-    with_marks(|table| zone::mark(table, id, expires, now))
+    let dropped = with_marks(|table| zone::mark(table, id, expires, kind, now))?;
+    if let (Some(expires), Some(region)) = (dropped, region()) {
+        region.overflowed(expires);
+    }
+    Some(dropped.is_some())
 }
 
 /// Whether the authentication `id` was ended. Counts the refusal.
 pub fn is_ended(id: [u64; 2]) -> bool {
     let now = ngx::ffi::ngx_time();
-    let ended = with_marks(|table| zone::is_marked(table, id, now)).unwrap_or(false);
-    if ended {
-        count(|c| c.refused(Refusal::Logout));
+    match with_marks(|table| zone::marked(table, id, now)).flatten() {
+        Some(kind) => {
+            count(|c| c.refused(Kind::refusal(kind)));
+            true
+        }
+        None => false,
     }
-    ended
+}
+
+/// Whether step-up applies: a zone whose marks are all kept. While a mark dropped for room
+/// could still refuse a session, the strictest age applies at the handshake instead.
+pub fn step_up() -> bool {
+    region().is_some_and(|r| !r.overflowing(ngx::ffi::ngx_time()))
 }
 
 /// A new random id for an authentication; `[0, 0]` (no id) if OpenSSL has no randomness.
@@ -124,8 +143,10 @@ pub fn count(f: impl FnOnce(&Counters)) {
     }
 }
 
-/// Counts a request the access phase decided on: its outcome, and its re-authentication.
-pub fn count_request(evaluation: &Evaluation, action: Action) {
+/// Notes a request the access phase decided on: counts its outcome and its
+/// re-authentication, and marks the authentication of a re-authenticated TLS connection
+/// (step-up): its sessions are refused, so that the redirect ends in a full handshake.
+pub fn note_request(r: &Request, evaluation: &Evaluation, action: Action) {
     count(|c| {
         c.request(
             evaluation
@@ -138,6 +159,17 @@ pub fn count_request(evaluation: &Evaluation, action: Action) {
             c.reauth();
         }
     });
+    if action != Action::Reauthenticate || region().is_none() {
+        return;
+    }
+    // SAFETY: a request's connection is live while the request is; `ssl` is null without TLS.
+    let Some(c) = (unsafe { (*r.connection()).ssl.as_ref() }) else {
+        return;
+    };
+    // SAFETY: the live TLS connection of the request, its handshake complete.
+    if let Some((id, expires)) = unsafe { session::authentication_id(c.connection.cast()) } {
+        end(id, expires, Kind::Stepup);
+    }
 }
 
 /// Counts what a request forwarded (nothing when it forwarded nothing).
@@ -328,10 +360,10 @@ pub unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
 /// The content handler of `auth_cert_metrics`: the counters in Prometheus text format.
 pub unsafe extern "C" fn metrics_handler(r: *mut ngx::ffi::ngx_http_request_t) -> ngx_int_t {
     // SAFETY: nginx calls content handlers with a valid request.
-    metrics(unsafe { ngx::http::Request::from_ngx_http_request(r) }).0
+    metrics(unsafe { Request::from_ngx_http_request(r) }).0
 }
 
-fn metrics(r: &mut ngx::http::Request) -> Status {
+fn metrics(r: &mut Request) -> Status {
     use ngx::http::{HTTPStatus, Method};
     let method = r.method();
     if method != Method::GET && method != Method::HEAD {

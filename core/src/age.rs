@@ -33,6 +33,15 @@ pub fn stricter(a: Option<i64>, b: Option<i64>) -> Option<i64> {
     }
 }
 
+/// The longer of two optional limits (`None`: no limit set).
+pub fn longer(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.max(y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
 /// Version byte of the first authentication stamp: the authentication time alone. Still read,
 /// for the sessions and tickets issued before the id.
 const STAMP_V1: u8 = 1;
@@ -148,6 +157,14 @@ mod tests {
         assert_eq!(stricter(Some(5), None), Some(5));
         assert_eq!(stricter(None, Some(7)), Some(7));
         assert_eq!(stricter(Some(9), Some(7)), Some(7));
+    }
+
+    #[test]
+    fn longer_limit_wins() {
+        assert_eq!(longer(None, None), None);
+        assert_eq!(longer(Some(5), None), Some(5));
+        assert_eq!(longer(None, Some(7)), Some(7));
+        assert_eq!(longer(Some(9), Some(7)), Some(9));
     }
 
     #[test]

@@ -7,8 +7,9 @@
 //! memory; this module only computes and operates on plain values.
 
 use core::mem::size_of;
+use core::sync::atomic::{AtomicI64, Ordering};
 
-use crate::metrics::Counters;
+use crate::metrics::{Counters, Refusal};
 
 /// The smallest zone: eight pages of 4 KiB, as nginx's own zones require.
 pub const MIN_SIZE: usize = 32 * 1024;
@@ -18,7 +19,7 @@ pub const MAX_SIZE: usize = 1 << 30;
 /// Written first in the zone: a zone left by another layout is never read as this one.
 pub const MAGIC: u64 = u64::from_be_bytes(*b"authcrt\0");
 /// The layout version, raised whenever [`Header`], [`Counters`] or [`Mark`] change.
-pub const VERSION: u64 = 1;
+pub const VERSION: u64 = 2;
 
 /// The header of the zone.
 #[repr(C)]
@@ -36,6 +37,41 @@ pub struct Header {
 pub struct Region {
     pub header: Header,
     pub counters: Counters,
+    /// Until when (Unix seconds) a mark dropped to make room could still refuse a session:
+    /// while it could, step-up falls back to the strictest age at the handshake.
+    pub overflow_until: AtomicI64,
+}
+
+impl Region {
+    /// Notes that a live mark expiring at `expires` was dropped.
+    pub fn overflowed(&self, expires: i64) {
+        self.overflow_until.fetch_max(expires, Ordering::Relaxed);
+    }
+
+    /// Whether a mark dropped to make room could still refuse a session at `now`.
+    pub fn overflowing(&self, now: i64) -> bool {
+        self.overflow_until.load(Ordering::Relaxed) > now
+    }
+}
+
+/// Why an authentication was marked, which is why its sessions are refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `auth_cert_logout`.
+    Logout = 1,
+    /// A stale request on a location stricter than the handshake limit.
+    Stepup = 2,
+}
+
+impl Kind {
+    /// The refusal a mark of this kind counts as.
+    pub fn refusal(kind: u64) -> Refusal {
+        if kind == Self::Stepup as u64 {
+            Refusal::Stepup
+        } else {
+            Refusal::Logout
+        }
+    }
 }
 
 /// An authentication ended before its TLS session: resuming a session stamped with `id` is
@@ -46,6 +82,8 @@ pub struct Region {
 pub struct Mark {
     pub id: [u64; 2],
     pub expires: i64,
+    /// A [`Kind`], as a number.
+    pub kind: u64,
 }
 
 /// Memory per mark, in bytes.
@@ -102,42 +140,47 @@ fn window(table: &[Mark], id: [u64; 2]) -> impl Iterator<Item = usize> {
     (0..PROBE.min(len)).map(move |i| (start + i) % len)
 }
 
-/// Marks `id` ended until `expires`. Its slot is the first of its window that holds it, is
-/// empty or has expired at `now`; in a full window, the mark that expires first gives way
-/// (the oldest marks go first). Returns whether a live mark was dropped for it.
-pub fn mark(table: &mut [Mark], id: [u64; 2], expires: i64, now: i64) -> bool {
+/// Marks `id` ended (for `kind`) until `expires`. Its slot is the first of its window that
+/// holds it, is empty or has expired at `now`; in a full window, the mark that expires first
+/// gives way (the oldest marks go first). Returns the expiry of a live mark dropped for it.
+pub fn mark(table: &mut [Mark], id: [u64; 2], expires: i64, kind: Kind, now: i64) -> Option<i64> {
     if table.is_empty() || id == [0, 0] {
-        return false;
+        return None;
     }
+    let kind = kind as u64;
     let mut slot = None;
     for i in window(table, id) {
         let m = table[i];
         if m.id == id {
             table[i].expires = m.expires.max(expires);
-            return false;
+            table[i].kind = kind;
+            return None;
         }
         if slot.is_none() && (m.id == [0, 0] || m.expires <= now) {
             slot = Some(i);
         }
     }
     let (slot, dropped) = match slot {
-        Some(i) => (i, false),
+        Some(i) => (i, None),
         None => {
             let oldest = window(table, id)
                 .min_by_key(|&i| table[i].expires)
                 .unwrap_or(0);
-            (oldest, true)
+            (oldest, Some(table[oldest].expires))
         }
     };
-    table[slot] = Mark { id, expires };
+    table[slot] = Mark { id, expires, kind };
     dropped
 }
 
-/// Whether `id` is marked ended at `now`.
-pub fn is_marked(table: &[Mark], id: [u64; 2], now: i64) -> bool {
-    !table.is_empty()
-        && id != [0, 0]
-        && window(table, id).any(|i| table[i].id == id && table[i].expires > now)
+/// The kind of the mark of `id` at `now`, if it is marked.
+pub fn marked(table: &[Mark], id: [u64; 2], now: i64) -> Option<u64> {
+    if table.is_empty() || id == [0, 0] {
+        return None;
+    }
+    window(table, id)
+        .find(|&i| table[i].id == id && table[i].expires > now)
+        .map(|i| table[i].kind)
 }
 
 #[cfg(test)]
@@ -169,40 +212,52 @@ mod tests {
             let slab = 1024 + size / 4096 * 48 + 4096;
             assert!(region_bytes(capacity) + slab <= size, "{size}");
         }
-        assert_eq!(MARK_BYTES, 24);
-        assert!(capacity(1024 * 1024) > 40_000);
+        assert_eq!(MARK_BYTES, 32);
+        assert!(capacity(1024 * 1024) > 30_000);
     }
 
     #[test]
     fn marks_expire_and_the_oldest_give_way() {
+        const L: Kind = Kind::Logout;
+        let logout = Some(Kind::Logout as u64);
         let mut table = vec![Mark::default(); 64];
-        assert!(!is_marked(&table, [40, 1], 100));
-        assert!(!mark(&mut table, [40, 1], 200, 100));
-        assert!(is_marked(&table, [40, 1], 100));
-        assert!(!is_marked(&table, [40, 2], 100));
-        assert!(!is_marked(&table, [40, 1], 200));
-        // Marking again keeps the later expiry.
-        mark(&mut table, [40, 1], 150, 100);
-        assert!(is_marked(&table, [40, 1], 199));
+        assert_eq!(marked(&table, [40, 1], 100), None);
+        assert_eq!(mark(&mut table, [40, 1], 200, L, 100), None);
+        assert_eq!(marked(&table, [40, 1], 100), logout);
+        assert_eq!(marked(&table, [40, 2], 100), None);
+        assert_eq!(marked(&table, [40, 1], 200), None);
+        // Marking again keeps the later expiry, and takes the new kind.
+        mark(&mut table, [40, 1], 150, Kind::Stepup, 100);
+        assert_eq!(marked(&table, [40, 1], 199), Some(Kind::Stepup as u64));
         // Ids with one home slot fill its window; the mark that expires first goes.
         for n in 0..PROBE as u64 {
-            assert!(!mark(
-                &mut table,
-                [64 * (n + 1) + 3, 9],
-                300 + n as i64,
-                100
-            ));
+            assert_eq!(
+                mark(&mut table, [64 * (n + 1) + 3, 9], 300 + n as i64, L, 100),
+                None
+            );
         }
-        assert!(mark(&mut table, [64 * 100 + 3, 9], 1000, 100));
-        assert!(!is_marked(&table, [64 + 3, 9], 100));
-        assert!(is_marked(&table, [128 + 3, 9], 100));
-        assert!(is_marked(&table, [6400 + 3, 9], 100));
+        assert_eq!(mark(&mut table, [64 * 100 + 3, 9], 1000, L, 100), Some(300));
+        assert_eq!(marked(&table, [64 + 3, 9], 100), None);
+        assert_eq!(marked(&table, [128 + 3, 9], 100), logout);
+        assert_eq!(marked(&table, [6400 + 3, 9], 100), logout);
         // An expired mark's slot is reused without dropping a live one.
-        assert!(!mark(&mut table, [64 * 200 + 3, 9], 2000, 302));
-        assert!(is_marked(&table, [64 * 200 + 3, 9], 302));
+        assert_eq!(mark(&mut table, [64 * 200 + 3, 9], 2000, L, 302), None);
+        assert_eq!(marked(&table, [64 * 200 + 3, 9], 302), logout);
         // The zero id is never marked; an empty table marks nothing.
-        assert!(!mark(&mut table, [0, 0], 500, 100));
-        assert!(!is_marked(&table, [0, 0], 100));
-        assert!(!mark(&mut [], [1, 1], 500, 100));
+        assert_eq!(mark(&mut table, [0, 0], 500, L, 100), None);
+        assert_eq!(marked(&table, [0, 0], 100), None);
+        assert_eq!(mark(&mut [], [1, 1], 500, L, 100), None);
+    }
+
+    #[test]
+    fn kinds_and_overflow() {
+        assert_eq!(Kind::refusal(Kind::Logout as u64), Refusal::Logout);
+        assert_eq!(Kind::refusal(Kind::Stepup as u64), Refusal::Stepup);
+        let region = Region::default();
+        assert!(!region.overflowing(100));
+        region.overflowed(300);
+        region.overflowed(200);
+        assert!(region.overflowing(299));
+        assert!(!region.overflowing(300));
     }
 }
