@@ -23,14 +23,14 @@ ensure_packages() {
 }
 
 # Python modules the token tests verify with (an implementation independent of the module).
-PYTHON_MODULES="pyjwt cryptography"
+PYTHON_MODULES="pyjwt cryptography prometheus_client"
 
 ensure_python_modules() {
-    python3 -c 'import jwt, cryptography' 2>/dev/null && return 0
+    python3 -c 'import jwt, cryptography, prometheus_client' 2>/dev/null && return 0
     say "installing Python modules: $PYTHON_MODULES"
     # A Python without pip, or whose packages Debian manages, gets Debian's packages.
     python3 -m pip install --quiet $PYTHON_MODULES 2>/dev/null \
-        || ensure_packages python3-jwt python3-cryptography
+        || ensure_packages python3-jwt python3-cryptography python3-prometheus-client
 }
 
 # What the browser test (tests/browser/) needs: Chromium and its WebDriver, the emulated

@@ -78,6 +78,7 @@ fn compute(r: &mut Request, conf: &LocConf) -> Evaluation {
         &settings.policy,
         now,
     );
+    crate::zone::count_forwarded(&forwarded);
     // SAFETY: a request's connection is live while the request is; its `ssl` is null on plain
     // connections and is the TLS connection (shared by HTTP/2 streams) otherwise.
     let ssl_connection = unsafe { (*r.connection()).ssl.as_ref() };
@@ -173,6 +174,7 @@ fn handle(r: &mut Request) -> Status {
         r,
         "auth_cert: access: {action:?}, satisfy all: {satisfy_all}"
     );
+    crate::zone::note_request(r, &auth.evaluation, action);
     match action {
         Action::Decline => Status::NGX_DECLINED,
         Action::Allow => Status::NGX_OK,

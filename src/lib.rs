@@ -27,7 +27,7 @@ use ngx::ffi::{
     ngx_http_phases_NGX_HTTP_ACCESS_PHASE, ngx_int_t, ngx_module_t, ngx_str_t, ngx_uint_t,
     NGX_CONF_1MORE, NGX_CONF_2MORE, NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_CONF_TAKE12,
     NGX_CONF_TAKE2, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF,
-    NGX_HTTP_MODULE, NGX_HTTP_SRV_CONF, NGX_LOG_EMERG,
+    NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_MODULE, NGX_HTTP_SRV_CONF, NGX_LOG_EMERG,
 };
 use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 use ngx::ngx_log_error;
@@ -39,12 +39,14 @@ mod crl;
 mod ex_data;
 mod forwarded;
 mod http;
+mod logout;
 mod reauth;
 mod session;
 mod signer;
 mod tls;
 mod token;
 mod variables;
+mod zone;
 
 use conf::LocConf;
 
@@ -101,9 +103,10 @@ impl HttpModule for Module {
                 return Status::NGX_ERROR.0;
             }
         };
+        let zone = Module::main_conf(cf).is_some_and(zone::MainConf::has_zone);
         // SAFETY: postconfiguration: every server is merged, none is serving; `cf.pool` is
         // the pool of the configuration.
-        if !unsafe { session::install(cmcf, cf.pool, &crl_files) } {
+        if !unsafe { session::install(cmcf, cf.pool, &crl_files, zone) } {
             ngx_log_error!(
                 NGX_LOG_EMERG,
                 cf.log,
@@ -112,6 +115,10 @@ impl HttpModule for Module {
                  SSL_CTX_set_session_ticket_cb or memory)"
             );
             return Status::NGX_ERROR.0;
+        }
+        if Module::main_conf(cf).is_some_and(|conf| conf.logout) {
+            // SAFETY: as above.
+            unsafe { session::refuse_internal_lookup(cmcf) };
         }
         // SAFETY: `slot` is a fresh element of the array.
         unsafe { *slot = Some(access::access_handler) };
@@ -125,9 +132,16 @@ unsafe impl HttpModuleLocationConf for Module {
     type LocationConf = LocConf;
 }
 
-/// The handler of the content handler directives (`auth_cert_login`, `auth_cert_jwks`): the
-/// words go to [`conf::set_directive`], then the location's content handler is set, at
-/// directive time, as nginx's own content handlers (`proxy_pass`, `stub_status`) do.
+// SAFETY: the main configuration slot of this module holds a `MainConf` made by
+// `zone::create_main_conf`.
+unsafe impl HttpModuleMainConf for Module {
+    type MainConf = zone::MainConf;
+}
+
+/// The handler of the content handler directives (`auth_cert_login`, `auth_cert_jwks`,
+/// `auth_cert_metrics`, `auth_cert_logout`): the words go to [`conf::set_directive`], then the
+/// location's content handler is set, at directive time, as nginx's own content handlers
+/// (`proxy_pass`, `stub_status`) do.
 unsafe extern "C" fn set_content_handler(
     cf: *mut ngx_conf_t,
     cmd: *mut ngx_command_t,
@@ -143,6 +157,14 @@ unsafe extern "C" fn set_content_handler(
     let name = unsafe { (*cmd).name.as_bytes() };
     let handler = if name == Directive::Jwks.name().as_bytes() {
         token::jwks_handler
+    } else if name == Directive::Metrics.name().as_bytes() {
+        // SAFETY: as above.
+        unsafe { zone::require_zone(&*cf, Directive::Metrics) };
+        zone::metrics_handler
+    } else if name == Directive::Logout.name().as_bytes() {
+        // SAFETY: as above.
+        unsafe { zone::require_zone(&*cf, Directive::Logout) };
+        logout::logout_handler
     } else {
         token::login_handler
     };
@@ -168,15 +190,26 @@ const fn command(directive: Directive) -> ngx_command_t {
         Arguments::OneOrMore => NGX_CONF_1MORE,
         Arguments::TwoOrMore => NGX_CONF_2MORE,
     };
-    let (context, set): (u32, ngx::ffi::ngx_conf_handler_pt) = match directive.context() {
+    let (context, set, conf): (u32, ngx::ffi::ngx_conf_handler_pt, _) = match directive.context() {
         Context::Any => (
             NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF,
             Some(conf::set_directive),
+            NGX_HTTP_LOC_CONF_OFFSET,
         ),
-        Context::Location => (NGX_HTTP_LOC_CONF, Some(set_content_handler)),
+        Context::Location => (
+            NGX_HTTP_LOC_CONF,
+            Some(set_content_handler),
+            NGX_HTTP_LOC_CONF_OFFSET,
+        ),
+        Context::Http => (
+            NGX_HTTP_MAIN_CONF,
+            Some(zone::set_zone),
+            NGX_HTTP_MAIN_CONF_OFFSET,
+        ),
         Context::Server => (
             NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF,
             Some(conf::set_directive),
+            NGX_HTTP_LOC_CONF_OFFSET,
         ),
     };
     ngx_command_t {
@@ -186,7 +219,7 @@ const fn command(directive: Directive) -> ngx_command_t {
         },
         type_: (context | arguments) as ngx_uint_t,
         set,
-        conf: NGX_HTTP_LOC_CONF_OFFSET,
+        conf,
         offset: 0,
         post: ptr::null_mut(),
     }
@@ -206,8 +239,8 @@ static mut COMMANDS: [ngx_command_t; Directive::ALL.len() + 1] = {
 static CONTEXT: ngx_http_module_t = ngx_http_module_t {
     preconfiguration: Some(Module::preconfiguration),
     postconfiguration: Some(Module::postconfiguration),
-    create_main_conf: None,
-    init_main_conf: None,
+    create_main_conf: Some(zone::create_main_conf),
+    init_main_conf: Some(zone::init_main_conf),
     create_srv_conf: None,
     merge_srv_conf: None,
     create_loc_conf: Some(conf::create_loc_conf),
@@ -226,5 +259,6 @@ pub static mut ngx_http_auth_cert_module: ngx_module_t = ngx_module_t {
     // SAFETY: nginx only reads the commands table.
     commands: unsafe { ptr::addr_of_mut!(COMMANDS[0]) },
     type_: NGX_HTTP_MODULE as _,
+    init_process: Some(zone::init_process),
     ..ngx_module_t::default()
 };

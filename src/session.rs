@@ -43,21 +43,22 @@ use ngx::ffi::{
     ngx_http_conf_addr_t, ngx_http_conf_port_t, ngx_http_core_main_conf_t,
     ngx_http_core_srv_conf_t, ngx_http_ssl_module, ngx_http_ssl_srv_conf_t, ngx_pool_t, ngx_time,
     SSL_CTX_ctrl, SSL_CTX_get_timeout, SSL_CTX_get_verify_callback, SSL_CTX_get_verify_mode,
-    SSL_CTX_sess_get_get_cb, SSL_CTX_sess_set_get_cb, SSL_CTX_set_msg_callback,
-    SSL_CTX_set_session_ticket_cb, SSL_CTX_set_timeout, SSL_CTX_set_verify, SSL_SESSION_free,
-    SSL_SESSION_get0_ticket_appdata, SSL_SESSION_get_time, SSL_SESSION_get_timeout,
-    SSL_SESSION_set1_ticket_appdata, SSL_SESSION_set_timeout, SSL_get_SSL_CTX,
-    SSL_get_ex_data_X509_STORE_CTX_idx, SSL_get_session, SSL_verify_cb, SSL_version,
-    X509_STORE_CTX_get_error_depth, X509_STORE_CTX_get_ex_data, SSL, SSL3_MT_CERTIFICATE,
-    SSL3_RT_HANDSHAKE, SSL_CTRL_GET_SESS_CACHE_MODE, SSL_CTRL_SET_SESS_CACHE_MODE, SSL_CTX,
-    SSL_SESSION, SSL_SESS_CACHE_NO_INTERNAL_LOOKUP, SSL_TICKET_RETURN,
-    SSL_TICKET_RETURN_IGNORE_RENEW, SSL_TICKET_RETURN_USE, SSL_TICKET_RETURN_USE_RENEW,
-    SSL_TICKET_STATUS, SSL_TICKET_SUCCESS, SSL_TICKET_SUCCESS_RENEW,
+    SSL_CTX_remove_session, SSL_CTX_sess_get_get_cb, SSL_CTX_sess_set_get_cb,
+    SSL_CTX_set_msg_callback, SSL_CTX_set_session_ticket_cb, SSL_CTX_set_timeout,
+    SSL_CTX_set_verify, SSL_SESSION_free, SSL_SESSION_get0_ticket_appdata, SSL_SESSION_get_time,
+    SSL_SESSION_get_timeout, SSL_SESSION_set1_ticket_appdata, SSL_SESSION_set_timeout,
+    SSL_get_SSL_CTX, SSL_get_ex_data_X509_STORE_CTX_idx, SSL_get_session, SSL_verify_cb,
+    SSL_version, X509_STORE_CTX_get_error_depth, X509_STORE_CTX_get_ex_data, SSL,
+    SSL3_MT_CERTIFICATE, SSL3_RT_HANDSHAKE, SSL_CTRL_GET_SESS_CACHE_MODE,
+    SSL_CTRL_SET_SESS_CACHE_MODE, SSL_CTX, SSL_SESSION, SSL_SESS_CACHE_NO_INTERNAL_LOOKUP,
+    SSL_TICKET_RETURN, SSL_TICKET_RETURN_IGNORE_RENEW, SSL_TICKET_RETURN_USE,
+    SSL_TICKET_RETURN_USE_RENEW, SSL_TICKET_STATUS, SSL_TICKET_SUCCESS, SSL_TICKET_SUCCESS_RENEW,
     SSL_VERIFY_FAIL_IF_NO_PEER_CERT, SSL_VERIFY_NONE, TLS1_3_VERSION, X509_STORE_CTX,
 };
 use ngx::http::HttpModule;
 
 use auth_cert_core::age;
+use auth_cert_core::metrics::Refusal;
 use auth_cert_core::settings::Handshake;
 
 use crate::alert;
@@ -81,12 +82,30 @@ struct Hooks {
     get_session: GetSession,
     /// The smallest `auth_cert_max_age` of the locations of this context's server.
     server_max_age: Option<i64>,
-    /// The limit applied when a session is resumed in this context.
+    /// The largest one.
+    server_max_age_longest: Option<i64>,
+    /// The limit applied when a session is resumed in this context: the largest age of its
+    /// address with a zone (step-up), the smallest without.
     handshake_max_age: Option<i64>,
     /// Every `auth_cert_crl` file of the configuration: a session of a revoked certificate is
     /// not resumed.
     crl_files: Vec<Rc<CrlFile>>,
+    /// The smallest age of its address: the limit while step-up cannot apply.
+    strict_max_age: Option<i64>,
     installed: bool,
+}
+
+impl Hooks {
+    /// The limit a resumed session is held to now: the smallest age of the address, unless
+    /// step-up applies (a zone, none of whose marks was dropped for room), when a stale
+    /// request on a stricter location marks its authentication instead.
+    fn limit(&self) -> Option<i64> {
+        if crate::zone::step_up() {
+            self.handshake_max_age
+        } else {
+            self.strict_max_age
+        }
+    }
 }
 
 /// The hooks of each server's context.
@@ -162,11 +181,13 @@ pub unsafe fn note_max_age(ctx: *mut SSL_CTX, pool: *mut ngx_pool_t, max_age: i6
         return false;
     };
     hooks.server_max_age = age::stricter(hooks.server_max_age, Some(max_age));
+    hooks.server_max_age_longest = age::longer(hooks.server_max_age_longest, Some(max_age));
     true
 }
 
-/// Installs the hooks on every server's context and sets each context's handshake limit;
-/// `crl_files` are the `auth_cert_crl` files of the configuration.
+/// Installs the hooks on every server's context and sets each context's handshake limit:
+/// the longest age of its address with `step_up` (a zone), the shortest without; `crl_files`
+/// are the `auth_cert_crl` files of the configuration.
 ///
 /// # Safety
 /// Postconfiguration only: `cmcf` is the http block's core main configuration, with its
@@ -175,6 +196,7 @@ pub unsafe fn install(
     cmcf: &ngx_http_core_main_conf_t,
     pool: *mut ngx_pool_t,
     crl_files: &[Rc<CrlFile>],
+    step_up: bool,
 ) -> bool {
     // SAFETY: cmcf.servers is an array of server configuration pointers.
     let servers = unsafe { cmcf.servers.as_slice::<*mut ngx_http_core_srv_conf_t>() };
@@ -198,7 +220,7 @@ pub unsafe fn install(
         for addr in unsafe { port.addrs.as_slice::<ngx_http_conf_addr_t>() } {
             // SAFETY: addresses reference servers of this configuration.
             unsafe {
-                limit_address(addr, pool);
+                limit_address(addr, pool, step_up);
                 watch_address(addr);
             }
         }
@@ -227,14 +249,36 @@ unsafe fn watch_address(addr: &ngx_http_conf_addr_t) {
     }
 }
 
-/// Gives the default server's context of `addr` the smallest limit among its servers.
+/// Stops OpenSSL's internal session cache (`ssl_session_cache builtin`) from answering on
+/// every server's context: it would resume a session before any callback could check it,
+/// and each worker keeps its own. Sessions are then resumed from tickets and nginx's shared
+/// cache only, which check the marks of `auth_cert_logout`.
+///
+/// # Safety
+/// Postconfiguration only, as [`install`].
+pub unsafe fn refuse_internal_lookup(cmcf: &ngx_http_core_main_conf_t) {
+    // SAFETY: cmcf.servers is an array of server configuration pointers.
+    let servers = unsafe { cmcf.servers.as_slice::<*mut ngx_http_core_srv_conf_t>() };
+    for &cscf in servers {
+        // SAFETY: a server of this configuration; its context is live, not serving yet.
+        unsafe {
+            let ctx = server_ctx(cscf);
+            if !ctx.is_null() {
+                no_internal_lookup(ctx);
+            }
+        }
+    }
+}
+
+/// Gives the default server's context of `addr` its limits: the smallest age among its
+/// servers, and the handshake limit (the largest with `step_up`, else the smallest).
 ///
 /// # Safety
 /// `addr` must be an address of the configuration being finished, `pool` its pool.
-unsafe fn limit_address(addr: &ngx_http_conf_addr_t, pool: *mut ngx_pool_t) {
+unsafe fn limit_address(addr: &ngx_http_conf_addr_t, pool: *mut ngx_pool_t, step_up: bool) {
     // SAFETY: caller.
     let default_ctx = unsafe { server_ctx(addr.default_server) };
-    let mut limit = None;
+    let (mut strict, mut longest) = (None, None);
     // SAFETY: addr.servers is an array of server configuration pointers.
     let servers = unsafe { addr.servers.as_slice::<*mut ngx_http_core_srv_conf_t>() };
     for &cscf in servers.iter().chain([&addr.default_server]) {
@@ -242,15 +286,17 @@ unsafe fn limit_address(addr: &ngx_http_conf_addr_t, pool: *mut ngx_pool_t) {
         let ctx = unsafe { server_ctx(cscf) };
         // SAFETY: as above.
         if let Some(hooks) = unsafe { hooks(ctx) } {
-            limit = age::stricter(limit, hooks.server_max_age);
+            strict = age::stricter(strict, hooks.server_max_age);
+            longest = age::longer(longest, hooks.server_max_age_longest);
         }
     }
-    let Some(limit) = limit else {
+    let Some(limit) = (if step_up { longest } else { strict }) else {
         return;
     };
     // SAFETY: the context is live and not serving yet.
     if let Some(hooks) = unsafe { default_ctx.as_mut().and_then(|c| hooks_mut(c, pool)) } {
         hooks.handshake_max_age = age::stricter(hooks.handshake_max_age, Some(limit));
+        hooks.strict_max_age = age::stricter(hooks.strict_max_age, strict);
         // SAFETY: live context, configuration time.
         unsafe {
             // TLS 1.2 sessions keep the time of their full handshake: a context timeout
@@ -338,11 +384,11 @@ unsafe fn install_on(
     }
 }
 
-/// The authentication time stamped into a session.
+/// The stamp bytes of a session, as the module wrote them.
 ///
 /// # Safety
-/// `session` must be null or a live session.
-unsafe fn stamp_of(session: *mut SSL_SESSION) -> Option<i64> {
+/// `session` must be null or a live session; the bytes live as long as it does.
+unsafe fn stamp_bytes<'a>(session: *mut SSL_SESSION) -> Option<&'a [u8]> {
     if session.is_null() {
         return None;
     }
@@ -355,8 +401,55 @@ unsafe fn stamp_of(session: *mut SSL_SESSION) -> Option<i64> {
         {
             return None;
         }
-        age::decode_stamp(core::slice::from_raw_parts(data.cast::<u8>(), len))
+        Some(core::slice::from_raw_parts(data.cast::<u8>(), len))
     }
+}
+
+/// The authentication time stamped into a session.
+///
+/// # Safety
+/// `session` must be null or a live session.
+unsafe fn stamp_of(session: *mut SSL_SESSION) -> Option<i64> {
+    // SAFETY: caller.
+    unsafe { stamp_bytes(session) }.and_then(age::decode_stamp)
+}
+
+/// The id of the authentication of the connection `ssl`, and until when its sessions may be
+/// resumed: its session context's timeout from now (every session or ticket of that
+/// authentication was issued with at most that lifetime). `None` when the session has no id.
+///
+/// # Safety
+/// `ssl` must be a live connection whose handshake has completed.
+pub unsafe fn authentication_id(ssl: *mut SSL) -> Option<([u64; 2], i64)> {
+    // SAFETY: caller; the session is owned by the connection, the context outlives it.
+    unsafe {
+        let id = stamp_bytes(SSL_get_session(ssl)).and_then(age::stamp_id)?;
+        #[allow(clippy::unnecessary_cast)] // c_long is i32 on some targets.
+        let timeout = SSL_CTX_get_timeout(session_ctx(ssl)) as i64;
+        Some((id, ngx_time().saturating_add(timeout.max(0))))
+    }
+}
+
+/// Takes the session of `ssl` out of OpenSSL's internal cache of its session context (and
+/// marks it not resumable there); the zone's mark refuses it wherever else it is kept
+/// (tickets, nginx's shared cache, other workers).
+///
+/// # Safety
+/// `ssl` must be a live connection whose handshake has completed.
+pub unsafe fn forget(ssl: *mut SSL) {
+    // SAFETY: caller; the session and its context outlive the call.
+    unsafe { SSL_CTX_remove_session(session_ctx(ssl), SSL_get_session(ssl)) };
+}
+
+/// Whether the authentication of `session` was ended (`auth_cert_logout`): not resumed.
+///
+/// # Safety
+/// `session` must be null or a live session.
+unsafe fn ended(session: *mut SSL_SESSION) -> bool {
+    // SAFETY: caller.
+    unsafe { stamp_bytes(session) }
+        .and_then(age::stamp_id)
+        .is_some_and(crate::zone::is_ended)
 }
 
 /// The authentication time of the connection `ssl`.
@@ -392,7 +485,7 @@ unsafe extern "C" fn verify(ok: c_int, store: *mut X509_STORE_CTX) -> c_int {
         if ok == 1 && X509_STORE_CTX_get_error_depth(store) == 0 {
             let session = SSL_get_session(ssl);
             if !session.is_null() {
-                let stamp = age::encode_stamp(ngx_time());
+                let stamp = age::encode_stamp(ngx_time(), crate::zone::new_id());
                 SSL_SESSION_set1_ticket_appdata(session, stamp.as_ptr().cast(), stamp.len());
             }
         }
@@ -452,17 +545,23 @@ unsafe extern "C" fn decrypt_ticket(
         // (Never IGNORE: in TLS 1.2 it would fall back to a session cache lookup.)
         return SSL_TICKET_RETURN_IGNORE_RENEW as SSL_TICKET_RETURN;
     }
+    // SAFETY: OpenSSL passes the decrypted session on success.
+    if unsafe { ended(session) } {
+        return SSL_TICKET_RETURN_IGNORE_RENEW as SSL_TICKET_RETURN;
+    }
     // SAFETY: `arg` is the context's Hooks, which live as long as the context.
     let hooks = unsafe { arg.cast::<Hooks>().as_ref() };
-    if let Some(limit) = hooks.and_then(|h| h.handshake_max_age) {
+    if let Some(limit) = hooks.and_then(Hooks::limit) {
         // SAFETY: OpenSSL passes the decrypted session on success.
         if age::is_stale(unsafe { stamp_of(session) }, ngx_time(), limit) {
+            crate::zone::count(|c| c.refused(Refusal::Stale));
             return SSL_TICKET_RETURN_IGNORE_RENEW as SSL_TICKET_RETURN;
         }
     }
     let crl_files = hooks.map_or(&[][..], |h| &h.crl_files);
     // SAFETY: the connection in its handshake and the session OpenSSL decrypted.
     if unsafe { crl::session_revoked(crl_files, ssl, session) } {
+        crate::zone::count(|c| c.refused(Refusal::Revoked));
         return SSL_TICKET_RETURN_IGNORE_RENEW as SSL_TICKET_RETURN;
     }
     if renew {
@@ -536,10 +635,24 @@ unsafe extern "C" fn get_session(
         if session.is_null() {
             return session;
         }
+        if ended(session) {
+            // With *copy == 0 the reference was handed to us: release it.
+            if !copy.is_null() && *copy == 0 {
+                SSL_SESSION_free(session);
+            }
+            return ptr::null_mut();
+        }
         let stale = hooks
-            .handshake_max_age
+            .limit()
             .is_some_and(|limit| age::is_stale(stamp_of(session), ngx_time(), limit));
-        if stale || crl::session_revoked(&hooks.crl_files, ssl, session) {
+        let revoked = !stale && crl::session_revoked(&hooks.crl_files, ssl, session);
+        if stale || revoked {
+            let refusal = if stale {
+                Refusal::Stale
+            } else {
+                Refusal::Revoked
+            };
+            crate::zone::count(|c| c.refused(refusal));
             // With *copy == 0 the reference was handed to us: release it.
             if !copy.is_null() && *copy == 0 {
                 SSL_SESSION_free(session);

@@ -69,13 +69,17 @@ fn token_for(r: &Request, conf: &LocConf, auth: &RequestAuth) -> Option<Issued> 
             cert,
             auth_time: auth.auth_time,
         };
-        token::issue(
+        let issued = token::issue(
             key,
             &token::claims(settings, &subject, &extra),
             now,
             ttl,
             limit,
-        )
+        );
+        if issued.is_ok() {
+            crate::zone::count(|c| c.token_signed(key.algorithm));
+        }
+        issued
     };
     let cache_key = CacheKey::new(
         settings,

@@ -28,6 +28,9 @@ pub enum Directive {
     Login,
     Jwks,
     Handshake,
+    Zone,
+    Metrics,
+    Logout,
 }
 
 /// How many arguments a directive takes, as nginx checks them before the handler runs.
@@ -51,6 +54,8 @@ pub enum Context {
     Location,
     /// `http` and `server`: what applies to a server's TLS handshakes.
     Server,
+    /// `http` only: the shared memory zone.
+    Http,
 }
 
 impl Directive {
@@ -77,6 +82,9 @@ impl Directive {
         Self::Login,
         Self::Jwks,
         Self::Handshake,
+        Self::Zone,
+        Self::Metrics,
+        Self::Logout,
     ];
 
     /// The name, NUL-terminated: nginx compares command names with C strings.
@@ -103,6 +111,9 @@ impl Directive {
             Self::Login => c"auth_cert_login",
             Self::Jwks => c"auth_cert_jwks",
             Self::Handshake => c"auth_cert_handshake",
+            Self::Zone => c"auth_cert_zone",
+            Self::Metrics => c"auth_cert_metrics",
+            Self::Logout => c"auth_cert_logout",
         }
     }
 
@@ -124,22 +135,24 @@ impl Directive {
             | Self::Stale
             | Self::TokenTtl
             | Self::TokenIssuer
-            | Self::Handshake => Arguments::One,
+            | Self::Handshake
+            | Self::Zone => Arguments::One,
             Self::Identity | Self::Eku | Self::KeyUsage | Self::Policy | Self::TokenAudience => {
                 Arguments::OneOrMore
             }
             Self::Header | Self::IdentityArg | Self::TokenAmr => Arguments::TwoOrMore,
             Self::TokenKey | Self::Crl => Arguments::OneOrTwo,
             Self::TokenClaim => Arguments::Two,
-            Self::Login => Arguments::NoneOrOne,
-            Self::Jwks => Arguments::None,
+            Self::Login | Self::Logout => Arguments::NoneOrOne,
+            Self::Jwks | Self::Metrics => Arguments::None,
         }
     }
 
     pub const fn context(self) -> Context {
         match self {
-            Self::Login | Self::Jwks => Context::Location,
+            Self::Login | Self::Jwks | Self::Metrics | Self::Logout => Context::Location,
             Self::Handshake => Context::Server,
+            Self::Zone => Context::Http,
             _ => Context::Any,
         }
     }

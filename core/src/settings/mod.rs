@@ -131,6 +131,40 @@ pub struct Settings {
     max_age: Option<Option<i64>>,
     stale: Option<Stale>,
     handshake: Option<Handshake>,
+    /// `auth_cert_metrics` (a content handler, not inherited).
+    pub metrics: bool,
+    /// `auth_cert_logout` (a content handler, not inherited).
+    pub logout: Option<Logout>,
+}
+
+/// `auth_cert_logout [redirect=url]`: where the answer sends the client, if anywhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Logout {
+    /// `303` to this URL; `None`: `204`.
+    pub redirect: Option<String>,
+}
+
+impl Logout {
+    pub fn parse(args: &[&str]) -> Result<Self, String> {
+        match args {
+            [] => Ok(Self { redirect: None }),
+            [word] => match word.strip_prefix("redirect=") {
+                Some(url)
+                    if url.is_empty() || url.bytes().any(|b| b.is_ascii_control() || b == b' ') =>
+                {
+                    Err(format!("invalid redirect URL \"{}\"", url.escape_debug()))
+                }
+                Some(url) => Ok(Self {
+                    redirect: Some(url.to_owned()),
+                }),
+                None => Err(format!(
+                    "invalid value \"{}\", it must be \"redirect=URL\"",
+                    word.escape_debug()
+                )),
+            },
+            _ => Err("invalid number of arguments".into()),
+        }
+    }
 }
 
 impl Settings {
@@ -140,6 +174,21 @@ impl Settings {
             return Mode::On;
         }
         self.mode.unwrap_or(Mode::Off)
+    }
+
+    /// The content handler directive of the module written at this level, if any.
+    pub fn content_handler(&self) -> Option<Directive> {
+        if self.metrics {
+            Some(Directive::Metrics)
+        } else if self.logout.is_some() {
+            Some(Directive::Logout)
+        } else if self.token.login.is_some() {
+            Some(Directive::Login)
+        } else if self.token.jwks {
+            Some(Directive::Jwks)
+        } else {
+            None
+        }
     }
 
     /// Whether `auth_cert` itself is written at this level (not inherited).
@@ -310,6 +359,32 @@ impl Settings {
                 }
                 self.crl = Some(CrlSource::parse(args).map_err(|e| in_directive(name, &e))?);
             }
+            Directive::Metrics | Directive::Logout | Directive::Login | Directive::Jwks
+                if self.content_handler().is_some_and(|other| {
+                    // auth_cert_login and auth_cert_jwks: the token settings tell.
+                    other != directive
+                        && [other, directive]
+                            .iter()
+                            .any(|d| matches!(d, Directive::Metrics | Directive::Logout))
+                }) =>
+            {
+                let other = self.content_handler().map_or("", Directive::name);
+                return Err(format!("\"{name}\" and \"{other}\" exclude each other"));
+            }
+            Directive::Metrics => {
+                if self.metrics {
+                    return Err(duplicate());
+                }
+                self.metrics = true;
+            }
+            Directive::Logout => {
+                if self.logout.is_some() {
+                    return Err(duplicate());
+                }
+                self.logout =
+                    Some(Logout::parse(args).map_err(|e| format!("{e} in \"{name}\" directive"))?);
+            }
+            Directive::Zone => return Err(format!("\"{name}\" is an http directive")),
             _ => self.token.apply(directive, args, &self.conf_prefix)?,
         }
         Ok(())
@@ -387,6 +462,45 @@ pub(crate) mod tests {
         assert_eq!(Mode::parse("off"), Some(Mode::Off));
         assert_eq!(Mode::parse("On"), None);
         assert_eq!(Settings::default().mode(), Mode::Off);
+    }
+
+    #[test]
+    fn metrics_is_a_content_handler_of_its_own() {
+        assert!(settings(&[("auth_cert_metrics", &[])]).unwrap().metrics);
+        assert!(!Settings::default().metrics);
+        let dup = settings(&[("auth_cert_metrics", &[]), ("auth_cert_metrics", &[])]);
+        assert_eq!(
+            dup.unwrap_err(),
+            "\"auth_cert_metrics\" directive is duplicate"
+        );
+        assert!(settings(&[("auth_cert_metrics", &[]), ("auth_cert_jwks", &[])]).is_err());
+        assert!(settings(&[("auth_cert_jwks", &[]), ("auth_cert_metrics", &[])]).is_err());
+        assert!(settings(&[("auth_cert_metrics", &[]), ("auth_cert_login", &[])]).is_err());
+        assert!(settings(&[("auth_cert_zone", &["a:1m"])]).is_err());
+    }
+
+    #[test]
+    fn logout_words() {
+        let logout = |args: &[&str]| settings(&[("auth_cert_logout", args)]).map(|s| s.logout);
+        assert_eq!(logout(&[]), Ok(Some(Logout { redirect: None })));
+        assert_eq!(
+            logout(&["redirect=https://app.example/bye"]),
+            Ok(Some(Logout {
+                redirect: Some("https://app.example/bye".into())
+            }))
+        );
+        assert!(logout(&["redirect="]).is_err());
+        assert!(logout(&["redirect=/a b"]).is_err());
+        assert!(logout(&["redirect=/a\nb"]).is_err());
+        assert!(logout(&["/bye"]).unwrap_err().contains("auth_cert_logout"));
+        assert!(settings(&[("auth_cert_logout", &[]), ("auth_cert_logout", &[])]).is_err());
+        let both = settings(&[("auth_cert_logout", &[]), ("auth_cert_metrics", &[])]);
+        assert_eq!(
+            both.unwrap_err(),
+            "\"auth_cert_metrics\" and \"auth_cert_logout\" exclude each other"
+        );
+        assert!(settings(&[("auth_cert_login", &[]), ("auth_cert_logout", &[])]).is_err());
+        assert_eq!(Settings::default().content_handler(), None);
     }
 
     #[test]

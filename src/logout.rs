@@ -1,0 +1,105 @@
+//! `auth_cert_logout`: ends the authentication of the connection. Its id (stamped into the
+//! TLS session at the full handshake, see [`crate::session`]) is marked ended in the zone, so
+//! that no session of it is resumed again on this nginx; the answer tells the browser to
+//! forget its cookies, and the connection is closed (HTTP/2: GOAWAY first), so that the next
+//! request needs a full handshake, with the certificate.
+
+use auth_cert_core::cert::CertificateInfo;
+use ngx::core::Status;
+use ngx::ffi::{ngx_http_request_t, ngx_int_t, ngx_ssl_connection_t, NGX_LOG_INFO, SSL};
+use ngx::http::{HTTPStatus, Method, Request};
+use ngx::ngx_log_error;
+
+use crate::conf::LocConf;
+use crate::{access, http, session, zone};
+
+/// The content handler of `auth_cert_logout`.
+pub unsafe extern "C" fn logout_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: nginx calls content handlers with a valid request.
+    logout(unsafe { Request::from_ngx_http_request(r) }).0
+}
+
+fn logout(r: &mut Request) -> Status {
+    let method = r.method();
+    if method != Method::GET && method != Method::HEAD && method != Method::POST {
+        return HTTPStatus::NOT_ALLOWED.into();
+    }
+    if r.discard_request_body() != Status::NGX_OK {
+        return HTTPStatus::INTERNAL_SERVER_ERROR.into();
+    }
+    // SAFETY: a request's connection is live while the request is; `ssl` is null without TLS.
+    let ssl = unsafe { (*r.connection()).ssl.as_ref() }
+        .map(|c: &ngx_ssl_connection_t| c.connection.cast::<SSL>());
+    // SAFETY: the live TLS connection of the request, its handshake complete.
+    let id = ssl.and_then(|ssl| unsafe { session::authentication_id(ssl) });
+    let (auth_time, serial) = match access::evaluate(r) {
+        Some(auth) => (
+            auth.evaluation.auth_time.unwrap_or(0),
+            auth.evaluation
+                .cert
+                .as_deref()
+                .map_or_else(|| "-".to_owned(), |c| CertificateInfo::serial(c).to_owned()),
+        ),
+        None => (0, "-".to_owned()),
+    };
+    let ended = match (ssl, id) {
+        (Some(ssl), Some((id, expires))) => {
+            // SAFETY: as above.
+            unsafe { session::forget(ssl) };
+            zone::end(id, expires, auth_cert_core::zone::Kind::Logout)
+        }
+        _ => None,
+    };
+    match ended {
+        Some(full) => {
+            ngx_log_error!(
+                NGX_LOG_INFO,
+                r.log(),
+                "auth_cert: logout: authentication ended, auth_time: {}, serial: {}{}",
+                auth_time,
+                serial,
+                if full {
+                    " (zone full: the mark that expired first was dropped)"
+                } else {
+                    ""
+                }
+            );
+        }
+        None => {
+            ngx_log_error!(
+                NGX_LOG_INFO,
+                r.log(),
+                "auth_cert: logout: no authentication to end on this connection{}",
+                if ssl.is_some() {
+                    " (its session has no id)"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    // Content handlers finalize with what they return; the answer finalizes the request
+    // itself (now, or after the HTTP/2 GOAWAY), so this handler holds one more reference.
+    let req: *mut ngx_http_request_t = r.into();
+    // SAFETY: a live request; its main request lives as long as it does.
+    unsafe {
+        let main = (*req).main;
+        (*main).set_count((*main).count() + 1);
+    }
+    http::answer_then_close(r, send)
+}
+
+/// Sends `204`, or `303` to the configured URL, and finalizes the request.
+fn send(r: &mut Request) -> Status {
+    let redirect = LocConf::of(r).and_then(|c| c.settings.logout.as_ref()?.redirect.as_deref());
+    if !http::add_response_header(r, "Cache-Control", "no-store")
+        || !http::add_response_header(r, "Clear-Site-Data", "\"cookies\"")
+    {
+        return http::finalize(r, Status::NGX_ERROR);
+    }
+    let rc = match redirect {
+        Some(url) => http::send_response(r, HTTPStatus::SEE_OTHER, None, url.as_bytes()),
+        None => http::send_response(r, HTTPStatus::NO_CONTENT, None, b""),
+    };
+    http::finalize(r, rc)
+}
