@@ -2,6 +2,7 @@
 private directories, free ports, and the result table rows."""
 
 import datetime
+import warnings
 import json
 import os
 import re
@@ -21,6 +22,9 @@ NGINX = os.environ.get("NGINX_BIN", "nginx")
 MODULE = os.environ.get("MODULE_SO", "")
 QUICK = os.environ.get("RELIABILITY_QUICK") == "1"
 ROOT = os.geteuid() == 0
+
+
+warnings.filterwarnings("ignore", message=".*serial number.*")
 
 
 def now():
@@ -81,7 +85,8 @@ def issue(subject, issuer=None, key=None, ca=False, serial=None, not_before=None
     b = x509.CertificateBuilder().subject_name(subject)
     b = b.issuer_name(issuer.cert.subject if issuer else subject)
     b = b.public_key(key.public_key())
-    b = b.serial_number(serial if serial is not None and serial > 0 else x509.random_serial_number())
+    plain = serial is not None and 0 < serial < (1 << 159) and not unsafe
+    b = b.serial_number(serial if plain else x509.random_serial_number())
     b = b.not_valid_before(not_before or now() - datetime.timedelta(hours=1))
     b = b.not_valid_after(not_after or now() + datetime.timedelta(days=30))
     if ca:
@@ -103,7 +108,7 @@ def issue(subject, issuer=None, key=None, ca=False, serial=None, not_before=None
         b = b.add_extension(ext, critical)
     signer = issuer.key if issuer else key
     cert = b.sign(signer, None if isinstance(signer, ed25519.Ed25519PrivateKey) else hashes.SHA256())
-    if serial is not None and serial <= 0 or unsafe:
+    if serial is not None and not plain:
         cert = resign_with_serial(cert, serial, signer)
     return Issued(cert, key)
 
@@ -300,3 +305,113 @@ class Part:
         with open(path, "a") as f:
             f.write(json.dumps({"part": self.name, "passed": self.passed, "failed": self.failed,
                                 "failures": self.failures, "figures": self.figures}) + "\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# An upstream that records the raw head of every request, and a raw HTTP/1.1 client
+
+import ssl
+import threading
+
+
+class Upstream:
+    """A threaded HTTP/1.1 server on 127.0.0.1 that answers 200 and keeps each request head
+    (raw bytes) under the value of its X-Req header."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(256)
+        self.port = self.sock.getsockname()[1]
+        self.heads = {}
+        self.count = 0
+        self.lock = threading.Lock()
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.handle, args=(c,), daemon=True).start()
+
+    def handle(self, c):
+        buf = b""
+        c.settimeout(30)
+        try:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    d = c.recv(65536)
+                    if not d:
+                        return
+                    buf += d
+                head, _, buf = buf.partition(b"\r\n\r\n")
+                m = re.search(rb"(?im)^x-req:\s*(\S+)", head)
+                with self.lock:
+                    self.count += 1
+                    if m:
+                        self.heads[m.group(1).decode()] = head
+                clen = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+                if clen:
+                    n = int(clen.group(1))
+                    while len(buf) < n:
+                        buf += c.recv(65536)
+                    buf = buf[n:]
+                body = b"ok\n"
+                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nContent-Type: text/plain\r\n"
+                          b"\r\n%s" % (len(body), body))
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+
+def control_chars(head):
+    """The header lines of a raw head (bytes) that hold a control character (tab included:
+    no variable may carry one), after splitting on CRLF."""
+    bad = []
+    for line in head.split(b"\r\n"):
+        if any(b < 0x20 or b == 0x7F for b in line):
+            bad.append(line)
+    return bad
+
+
+def client_context(cert_file=None, key_file=None, tls13=True):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    if not tls13:
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    if cert_file:
+        ctx.load_cert_chain(cert_file, key_file)
+    return ctx
+
+
+def raw_request(port, head, ctx=None, timeout=30, session=None, want_session=False):
+    """Sends one request head (str or bytes, without the final CRLF CRLF) on a new connection
+    (TLS when ctx is given) and returns (status, raw response head, body[, session])."""
+    if isinstance(head, str):
+        head = head.encode()
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    if ctx:
+        s = ctx.wrap_socket(s, server_hostname="localhost", session=session)
+    s.sendall(head + b"\r\n\r\n")
+    data = b""
+    while True:
+        try:
+            d = s.recv(65536)
+        except (ConnectionResetError, ssl.SSLError):
+            break
+        if not d:
+            break
+        data += d
+    sess = s.session if ctx else None
+    s.close()
+    rhead, _, body = data.partition(b"\r\n\r\n")
+    m = re.match(rb"HTTP/1\.[01] (\d{3})", rhead)
+    status = int(m.group(1)) if m else 0
+    if want_session:
+        return status, rhead, body, sess
+    return status, rhead, body
