@@ -389,6 +389,9 @@ def client_context(cert_file=None, key_file=None, tls13=True):
     return ctx
 
 
+LAST_REUSED = False
+
+
 def raw_request(port, head, ctx=None, timeout=30, session=None, want_session=False):
     """Sends one request head (str or bytes, without the final CRLF CRLF) on a new connection
     (TLS when ctx is given) and returns (status, raw response head, body[, session])."""
@@ -408,6 +411,8 @@ def raw_request(port, head, ctx=None, timeout=30, session=None, want_session=Fal
             break
         data += d
     sess = s.session if ctx else None
+    global LAST_REUSED
+    LAST_REUSED = bool(ctx) and s.session_reused
     s.close()
     rhead, _, body = data.partition(b"\r\n\r\n")
     m = re.match(rb"HTTP/1\.[01] (\d{3})", rhead)
