@@ -245,7 +245,7 @@ def main():
         attr(NameOID.ORGANIZATION_NAME, "org-t61", _ASN1Type.T61String),
         attr(NameOID.ORGANIZATIONAL_UNIT_NAME, "ou-bmp", _ASN1Type.BMPString),
         attr(NameOID.LOCALITY_NAME, "loc-universal", _ASN1Type.UniversalString),
-        attr(NameOID.STATE_OR_PROVINCE_NAME, "st-visible", _ASN1Type.VisibleString),
+        attr(NameOID.STATE_OR_PROVINCE_NAME, "st-ia5", _ASN1Type.IA5String),
         attr(NameOID.SERIAL_NUMBER, "0042", _ASN1Type.NumericString),
         attr(NameOID.EMAIL_ADDRESS, "mixed@example.org", _ASN1Type.IA5String),
         attr(NameOID.USER_ID, "mixed-uid", _ASN1Type.UTF8String),
