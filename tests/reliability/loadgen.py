@@ -64,7 +64,7 @@ class Load:
         self.paths = paths            # request paths, cycled
         self.fwd_port, self.fwd_value = fwd_port, fwd_value
         self.kinds = [k for k in kinds if k != "h2" or h2]
-        if fwd_port:
+        if fwd_port and "forwarded" not in self.kinds:
             self.kinds.append("forwarded")
         self.stop_event = threading.Event()
         self.lock = threading.Lock()
