@@ -15,7 +15,7 @@ import time
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa, ed25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID, ExtendedKeyUsageOID
 
 NGINX = os.environ.get("NGINX_BIN", "nginx")

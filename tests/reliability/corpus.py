@@ -206,7 +206,6 @@ def main():
     c = Corpus(part)
     c.setup()
     ca = c.ca
-    hour = datetime.timedelta(hours=1)
     day = datetime.timedelta(days=1)
 
     # a plain certificate: the reference

@@ -14,7 +14,6 @@ import time
 import urllib.parse
 
 from cryptography import x509
-from cryptography.x509.oid import ObjectIdentifier
 
 from common import (MODULE, NGINX, QUICK, Nginx, Part, ec_key, free_port, globals_, issue,
                     name, pem_key, workdir)

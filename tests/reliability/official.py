@@ -10,7 +10,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 
 from common import MODULE, NGINX, QUICK, ROOT, Part
 

@@ -15,7 +15,7 @@ import urllib.parse
 from cryptography import x509
 from cryptography.x509.oid import ObjectIdentifier
 
-from common import (QUICK, Nginx, Part, crash_lines, ec_key, free_port, globals_, issue, name,
+from common import (QUICK, Nginx, Part, ec_key, free_port, globals_, issue, name,
                     pem_key, workdir)
 from loadgen import Load
 
