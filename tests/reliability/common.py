@@ -194,6 +194,7 @@ class Nginx:
                            capture_output=True, text=True)
         if r.returncode != 0:
             raise RuntimeError("nginx did not start: " + r.stderr + self.log_tail())
+        STARTED.append(self)
         for _ in range(100):
             if os.path.exists(self.path("nginx.pid")):
                 break
@@ -267,8 +268,14 @@ def workdir(tag):
 WORKDIRS = []
 
 
+STARTED = []
+
+
 def cleanup(keep):
-    """Removes the work directories, unless `keep` (a failed part keeps them for reading)."""
+    """Stops every nginx still running (a part that stopped with an exception leaves them)
+    and removes the work directories, unless `keep` (a failed part keeps them for reading)."""
+    for n in STARTED:
+        n.stop()
     for d in WORKDIRS:
         if keep:
             print(f"  files kept in {d}")
