@@ -22,7 +22,7 @@ use ngx::http::{
 use ngx::{ngx_log_debug_http, ngx_log_error};
 
 use crate::conf::LocConf;
-use crate::{forwarded, http, reauth, session, tls, Module};
+use crate::{forwarded, http, reauth, session, tls, zone, Module};
 
 /// The evaluation of one request, kept in its module context for the variables.
 pub struct RequestAuth {
@@ -78,7 +78,7 @@ fn compute(r: &mut Request, conf: &LocConf) -> Evaluation {
         &settings.policy,
         now,
     );
-    crate::zone::count_forwarded(&forwarded);
+    zone::count_forwarded(&forwarded);
     // SAFETY: a request's connection is live while the request is; its `ssl` is null on plain
     // connections and is the TLS connection (shared by HTTP/2 streams) otherwise.
     let ssl_connection = unsafe { (*r.connection()).ssl.as_ref() };
@@ -174,7 +174,18 @@ fn handle(r: &mut Request) -> Status {
         r,
         "auth_cert: access: {action:?}, satisfy all: {satisfy_all}"
     );
-    crate::zone::note_request(r, &auth.evaluation, action);
+    let authentication = match action {
+        // SAFETY: a request's connection is live while the request is; its `ssl` is null
+        // without TLS, else the live TLS connection, its handshake complete.
+        Action::Reauthenticate if zone::region().is_some() => unsafe {
+            (*r.connection())
+                .ssl
+                .as_ref()
+                .and_then(|c| session::authentication_id(c.connection.cast()))
+        },
+        _ => None,
+    };
+    zone::note_request(&auth.evaluation, action, authentication);
     match action {
         Action::Decline => Status::NGX_DECLINED,
         Action::Allow => Status::NGX_OK,

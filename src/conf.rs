@@ -14,7 +14,7 @@ use ngx::http::{HttpModuleLocationConf, HttpModuleServerConf, NgxHttpSslModule, 
 use ngx::{ngx_conf_log_error, ngx_log_error};
 
 use auth_cert_core::directive::Directive;
-use auth_cert_core::settings::{Mode, Settings};
+use auth_cert_core::settings::{Handshake, Mode, Settings};
 
 use crate::crl::{self, CrlFile};
 use crate::forwarded::{self, TrustStore};
@@ -134,8 +134,21 @@ pub unsafe extern "C" fn merge_loc_conf(
 
     // `auth_cert_handshake require` where the server has TLS (a plain server may inherit it).
     if let Some(sscf) = NgxHttpSslModule::server_conf(cf).filter(|s| !s.ssl.ctx.is_null()) {
-        if let Err(message) = conf.settings.handshake().check_verify_client(sscf.verify) {
+        let handshake = conf.settings.handshake();
+        if let Err(message) = handshake.check_verify_client(sscf.verify) {
             ngx_log_error!(NGX_LOG_EMERG, cf.log, "{}", message);
+            return NGX_CONF_ERROR;
+        }
+        let require = handshake == Handshake::Require;
+        // SAFETY: the SSL context of the server being merged, not serving yet; `cf.pool` is
+        // the pool of the configuration, which frees that context.
+        if require && !unsafe { session::note_handshake_require(sscf.ssl.ctx.cast(), cf.pool) } {
+            ngx_log_error!(
+                NGX_LOG_EMERG,
+                cf.log,
+                "auth_cert: cannot keep \"auth_cert_handshake require\" with the server's SSL \
+                 context (SSL_CTX_set_ex_data or memory)"
+            );
             return NGX_CONF_ERROR;
         }
     }

@@ -55,17 +55,13 @@ use ngx::ffi::{
     SSL_TICKET_RETURN_USE_RENEW, SSL_TICKET_STATUS, SSL_TICKET_SUCCESS, SSL_TICKET_SUCCESS_RENEW,
     SSL_VERIFY_FAIL_IF_NO_PEER_CERT, SSL_VERIFY_NONE, TLS1_3_VERSION, X509_STORE_CTX,
 };
-use ngx::http::HttpModule;
 
 use auth_cert_core::age;
 use auth_cert_core::metrics::Refusal;
-use auth_cert_core::settings::Handshake;
 
 use crate::alert;
-use crate::conf::LocConf;
 use crate::crl::{self, CrlFile};
 use crate::ex_data::{self, Slot};
-use crate::Module;
 
 /// nginx's shared-cache lookup, as `SSL_CTX_sess_get_get_cb` returns it.
 type GetSession =
@@ -76,7 +72,10 @@ type GetSession =
 struct Hooks {
     /// nginx's verify callback, called first.
     verify: SSL_verify_cb,
-    /// `auth_cert_handshake require`: a certificate that does not verify fails the handshake.
+    /// `auth_cert_handshake require` of the server, noted while merging.
+    wants_require: bool,
+    /// `auth_cert_handshake require` in force: a certificate that does not verify fails the
+    /// handshake.
     require: bool,
     /// nginx's shared-cache lookup.
     get_session: GetSession,
@@ -150,21 +149,21 @@ unsafe fn server_ctx(cscf: *const ngx_http_core_srv_conf_t) -> *mut SSL_CTX {
     }
 }
 
-/// The `auth_cert_handshake` of a server.
+/// Records `auth_cert_handshake require` for a server's context; called while merging.
 ///
 /// # Safety
-/// `cscf` must be a server configuration of the http block being configured, merged.
-unsafe fn server_handshake(cscf: *const ngx_http_core_srv_conf_t) -> Handshake {
-    // SAFETY: every server's ctx holds this module's location configuration of the server
-    // level, made by `conf::create_loc_conf` and merged with the http level.
-    unsafe {
-        cscf.as_ref()
-            .and_then(|cscf| {
-                let slot = *(*cscf.ctx).loc_conf.add(Module::module().ctx_index);
-                slot.cast::<LocConf>().as_ref()
-            })
-            .map_or(Handshake::Http, |conf| conf.settings.handshake())
+/// `ctx` must be null or the `SSL_CTX` of the server being merged, `pool` the configuration's
+/// pool.
+pub unsafe fn note_handshake_require(ctx: *mut SSL_CTX, pool: *mut ngx_pool_t) -> bool {
+    if ctx.is_null() {
+        return true;
     }
+    // SAFETY: caller.
+    let Some(hooks) = (unsafe { hooks_mut(ctx, pool) }) else {
+        return false;
+    };
+    hooks.wants_require = true;
+    true
 }
 
 /// Records a location's `auth_cert_max_age` for its server's context; called while merging.
@@ -203,10 +202,8 @@ pub unsafe fn install(
     for &cscf in servers {
         // SAFETY: a server of this configuration.
         let ctx = unsafe { server_ctx(cscf) };
-        // SAFETY: as above.
-        let require = unsafe { server_handshake(cscf) } == Handshake::Require;
         // SAFETY: a context of this configuration, not serving yet.
-        if !ctx.is_null() && !unsafe { install_on(ctx, pool, require, crl_files) } {
+        if !ctx.is_null() && !unsafe { install_on(ctx, pool, crl_files) } {
             return false;
         }
     }
@@ -338,15 +335,10 @@ unsafe fn no_internal_lookup(ctx: *mut SSL_CTX) {
 }
 
 /// # Safety
-/// `ctx` must be a live context not serving yet, `pool` its configuration's pool. `require`:
-/// the server's `auth_cert_handshake require`; `crl_files` the configuration's
+/// `ctx` must be a live context not serving yet, `pool` its configuration's pool;
+/// `crl_files` the configuration's
 /// `auth_cert_crl` files.
-unsafe fn install_on(
-    ctx: *mut SSL_CTX,
-    pool: *mut ngx_pool_t,
-    require: bool,
-    crl_files: &[Rc<CrlFile>],
-) -> bool {
+unsafe fn install_on(ctx: *mut SSL_CTX, pool: *mut ngx_pool_t, crl_files: &[Rc<CrlFile>]) -> bool {
     // SAFETY: caller.
     let Some(hooks) = (unsafe { hooks_mut(ctx, pool) }) else {
         return false;
@@ -368,7 +360,7 @@ unsafe fn install_on(
         let mut mode = SSL_CTX_get_verify_mode(ctx);
         if mode != SSL_VERIFY_NONE as c_int {
             hooks.verify = SSL_CTX_get_verify_callback(ctx);
-            if require {
+            if hooks.wants_require {
                 // (`nginx -t` refused `require` without `ssl_verify_client`.)
                 hooks.require = true;
                 mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT as c_int;

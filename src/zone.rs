@@ -23,7 +23,7 @@ use ngx::ffi::{
 use ngx::http::{HttpModule, HttpModuleMainConf, Request};
 use ngx::{ngx_conf_log_error, ngx_log_error};
 
-use crate::{session, Module};
+use crate::Module;
 
 /// The module's `http` configuration.
 #[derive(Debug)]
@@ -144,9 +144,14 @@ pub fn count(f: impl FnOnce(&Counters)) {
 }
 
 /// Notes a request the access phase decided on: counts its outcome and its
-/// re-authentication, and marks the authentication of a re-authenticated TLS connection
-/// (step-up): its sessions are refused, so that the redirect ends in a full handshake.
-pub fn note_request(r: &Request, evaluation: &Evaluation, action: Action) {
+/// re-authentication, and marks `authentication` (the id and expiry of a re-authenticated TLS
+/// connection's authentication: step-up), whose sessions are then refused, so that the
+/// redirect ends in a full handshake.
+pub fn note_request(
+    evaluation: &Evaluation,
+    action: Action,
+    authentication: Option<([u64; 2], i64)>,
+) {
     count(|c| {
         c.request(
             evaluation
@@ -159,15 +164,7 @@ pub fn note_request(r: &Request, evaluation: &Evaluation, action: Action) {
             c.reauth();
         }
     });
-    if action != Action::Reauthenticate || region().is_none() {
-        return;
-    }
-    // SAFETY: a request's connection is live while the request is; `ssl` is null without TLS.
-    let Some(c) = (unsafe { (*r.connection()).ssl.as_ref() }) else {
-        return;
-    };
-    // SAFETY: the live TLS connection of the request, its handshake complete.
-    if let Some((id, expires)) = unsafe { session::authentication_id(c.connection.cast()) } {
+    if let Some((id, expires)) = authentication.filter(|_| action == Action::Reauthenticate) {
         end(id, expires, Kind::Stepup);
     }
 }
