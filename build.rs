@@ -4,6 +4,10 @@
 //!
 //! cfg `ngx_table_elt_next`: `ngx_table_elt_t` has the `next` field (nginx 1.23.0 and newer;
 //! Debian 12 ships 1.22). Code that fills a header element sets `next` only under this cfg.
+//!
+//! cfg `ngx_http_v3`: nginx is built with `ngx_http_v3_module`, so a server can listen with
+//! `quic`; the configuration check of HTTP/3 servers reads the `quic` listen option only
+//! under this cfg.
 
 use std::{env, fs, path::Path};
 
@@ -13,7 +17,9 @@ const TABLE_ELT_NEXT: u64 = 1_023_000;
 fn main() {
     println!("cargo::rerun-if-env-changed=DEP_NGINX_BUILD_DIR");
     println!("cargo::rerun-if-env-changed=DEP_NGINX_VERSION_NUMBER");
+    println!("cargo::rerun-if-env-changed=DEP_NGINX_FEATURES");
     println!("cargo::rustc-check-cfg=cfg(ngx_table_elt_next)");
+    println!("cargo::rustc-check-cfg=cfg(ngx_http_v3)");
 
     let build_dir = env::var("DEP_NGINX_BUILD_DIR").expect("nginx-sys exports its build dir");
     let out_dir = env::var("OUT_DIR").expect("cargo sets OUT_DIR");
@@ -25,5 +31,11 @@ fn main() {
         .expect("nginx-sys exports the nginx version number");
     if version >= TABLE_ELT_NEXT {
         println!("cargo::rustc-cfg=ngx_table_elt_next");
+    }
+
+    // nginx-sys exports the features of the nginx build, comma-separated.
+    let features = env::var("DEP_NGINX_FEATURES").unwrap_or_default();
+    if features.split(',').any(|f| f == "http_v3") {
+        println!("cargo::rustc-cfg=ngx_http_v3");
     }
 }

@@ -7,12 +7,19 @@ use std::rc::Rc;
 use ngx::core::{Pool, NGX_CONF_ERROR};
 use ngx::ffi::{
     ngx_command_t, ngx_conf_t, ngx_http_compile_complex_value, ngx_http_compile_complex_value_t,
-    ngx_http_complex_value_t, ngx_pcalloc, ngx_str_t, SSL_CTX_get_cert_store, NGX_LOG_EMERG,
-    NGX_OK,
+    ngx_http_complex_value_t, ngx_pcalloc, ngx_str_t, ngx_uint_t, SSL_CTX_get_cert_store,
+    NGX_HTTP_SATISFY_ALL, NGX_LOG_EMERG, NGX_OK,
 };
-use ngx::http::{HttpModuleLocationConf, HttpModuleServerConf, NgxHttpSslModule, Request};
+#[cfg(ngx_http_v3)]
+use ngx::ffi::{ngx_http_conf_addr_t, ngx_http_conf_port_t, ngx_http_core_srv_conf_t};
+#[cfg(ngx_http_v3)]
+use ngx::http::HttpModuleMainConf;
+use ngx::http::{
+    HttpModuleLocationConf, HttpModuleServerConf, NgxHttpCoreModule, NgxHttpSslModule, Request,
+};
 use ngx::{ngx_conf_log_error, ngx_log_error};
 
+use auth_cert_core::decision;
 use auth_cert_core::directive::Directive;
 use auth_cert_core::settings::{Handshake, Mode, Settings};
 
@@ -153,6 +160,23 @@ pub unsafe extern "C" fn merge_loc_conf(
         }
     }
 
+    // HTTP/3 ends no connection after the re-authentication redirect (see
+    // `auth_cert_core::decision::check_http3`).
+    if server_listens_quic(cf) {
+        let origin = format!(
+            "\"{}\" in {}:{}",
+            conf.mode_origin.0, conf.mode_origin.1, conf.mode_origin.2
+        );
+        // While merging, cf->ctx is the location being merged, whose core configuration
+        // (a static module's) is merged already.
+        let satisfy_all = NgxHttpCoreModule::location_conf(cf)
+            .is_none_or(|clcf| clcf.satisfy == NGX_HTTP_SATISFY_ALL as ngx_uint_t);
+        if let Err(message) = decision::check_http3(&conf.settings, satisfy_all, &origin) {
+            ngx_log_error!(NGX_LOG_EMERG, cf.log, "{}", message);
+            return NGX_CONF_ERROR;
+        }
+    }
+
     // Behind a load balancer, or on a test rig, the credential may come without TLS.
     let forwarded = conf.settings.header.is_some() || conf.settings.identity_arg.is_some();
     if conf.settings.mode() == Mode::Off || forwarded {
@@ -174,6 +198,41 @@ pub unsafe extern "C" fn merge_loc_conf(
         return NGX_CONF_ERROR;
     }
     ptr::null_mut()
+}
+
+/// Whether the server being merged has a `listen ... quic` (HTTP/3) on one of its addresses.
+#[cfg(ngx_http_v3)]
+fn server_listens_quic(cf: &ngx_conf_t) -> bool {
+    let (Some(cmcf), Some(cscf)) = (
+        NgxHttpCoreModule::main_conf(cf),
+        NgxHttpCoreModule::server_conf(cf),
+    ) else {
+        return false;
+    };
+    let cscf: *const ngx_http_core_srv_conf_t = cscf;
+    // SAFETY: while merging, cf->ctx is the server being merged; cmcf.ports is null or the
+    // array of ngx_http_conf_port_t that the `listen` directives filled, each port's addrs
+    // an array of ngx_http_conf_addr_t, each address's servers an array of server
+    // configuration pointers.
+    unsafe {
+        let Some(ports) = cmcf.ports.as_ref() else {
+            return false;
+        };
+        ports.as_slice::<ngx_http_conf_port_t>().iter().any(|port| {
+            port.addrs
+                .as_slice::<ngx_http_conf_addr_t>()
+                .iter()
+                .filter(|addr| addr.opt.quic() != 0)
+                .flat_map(|addr| addr.servers.as_slice::<*mut ngx_http_core_srv_conf_t>())
+                .any(|&server| ptr::eq(server, cscf))
+        })
+    }
+}
+
+/// Without `ngx_http_v3_module`, nginx refuses `listen ... quic` itself.
+#[cfg(not(ngx_http_v3))]
+fn server_listens_quic(_cf: &ngx_conf_t) -> bool {
+    false
 }
 
 /// # Safety

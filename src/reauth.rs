@@ -7,7 +7,9 @@
 //! [`crate::session`]), so the client's next connection presents the certificate again.
 //!
 //! The connection is ended as [`http::answer_then_close`] does: HTTP/1.x `Connection: close`,
-//! HTTP/2 GOAWAY before the redirect.
+//! HTTP/2 GOAWAY before the redirect. HTTP/3 has no such end for one request: `nginx -t`
+//! refuses the redirect in servers that listen with `quic`
+//! (`auth_cert_core::decision::check_http3`).
 
 use auth_cert_core::redirect;
 use ngx::core::Status;

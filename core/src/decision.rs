@@ -11,6 +11,7 @@ use std::rc::Rc;
 
 use crate::age;
 use crate::cert::CertificateInfo;
+use crate::directive::Directive;
 use crate::forwarded::Source;
 use crate::policy::Policy;
 use crate::revocation::RevocationList;
@@ -274,6 +275,35 @@ pub fn action(settings: &Settings, outcome: &Result<Rc<str>, Reason>, satisfy_al
     }
 }
 
+/// Whether a location with `settings` can answer a request with [`Action::Reauthenticate`]
+/// (under nginx's `satisfy all` when `satisfy_all`): exactly when some outcome makes [`action`]
+/// re-authenticate, which a stale certificate only is where `auth_cert_max_age` is set.
+pub fn may_reauthenticate(settings: &Settings, satisfy_all: bool) -> bool {
+    settings.max_age().is_some()
+        && action(settings, &Err(Reason::Stale), satisfy_all) == Action::Reauthenticate
+}
+
+/// `nginx -t`'s check of a location whose server listens with `quic` (HTTP/3); `origin` is
+/// where its `auth_cert` (or `auth_cert_login`) is written, as `"directive" in file:line`.
+///
+/// The re-authentication redirect only works when the connection ends after it, and nginx
+/// ends no HTTP/3 connection for a request (it does for HTTP/1.x and, with GOAWAY, HTTP/2):
+/// the client would come back on the same connection, with the same stale session, and be
+/// redirected again without end. Such a location is refused; a server with both TCP and QUIC
+/// listeners serves HTTP/3 with the same locations, so it is refused too.
+pub fn check_http3(settings: &Settings, satisfy_all: bool, origin: &str) -> Result<(), String> {
+    if !may_reauthenticate(settings, satisfy_all) {
+        return Ok(());
+    }
+    Err(format!(
+        "\"{stale} reauth\" (the default) cannot re-authenticate over HTTP/3: the location \
+         of {origin} has \"{max_age}\" and its server listens with \"quic\"; use \
+         \"{stale} reject\" there, or remove \"{max_age}\"",
+        stale = Directive::Stale.name(),
+        max_age = Directive::MaxAge.name(),
+    ))
+}
+
 /// Whether the access phase writes a line of its own for `outcome` (the rejection, or the
 /// re-authentication): exactly when [`action`] rejects or re-authenticates. That line then
 /// tells what was left out of the certificate; any other request tells it on a line of its
@@ -345,7 +375,6 @@ pub fn token_expiry_bound(
 mod tests {
     use super::*;
     use crate::cert::{CertificateBuilder, OID_CN};
-    use crate::directive::Directive;
 
     const NOW: i64 = 1_000_000;
 
@@ -657,6 +686,64 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn http3_refuses_exactly_the_locations_that_can_redirect() {
+        let origin = "\"auth_cert\" in x.conf:3";
+        for mode in ["on", "optional", "off"] {
+            for age in [None, Some("60"), Some("off")] {
+                for stale in [None, Some("reauth"), Some("reject")] {
+                    let mut s = settings(&[(Directive::AuthCert, &[mode])]);
+                    if let Some(age) = age {
+                        s.apply(Directive::MaxAge, &[age]).unwrap();
+                    }
+                    if let Some(stale) = stale {
+                        s.apply(Directive::Stale, &[stale]).unwrap();
+                    }
+                    for satisfy_all in [true, false] {
+                        let redirects = mode == "on"
+                            && age == Some("60")
+                            && stale != Some("reject")
+                            && satisfy_all;
+                        let case = format!("{mode} {age:?} {stale:?} {satisfy_all}");
+                        assert_eq!(may_reauthenticate(&s, satisfy_all), redirects, "{case}");
+                        assert_eq!(
+                            check_http3(&s, satisfy_all, origin).is_err(),
+                            redirects,
+                            "{case}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn http3_refuses_a_login_endpoint_with_an_age() {
+        let s = settings(&[(Directive::Login, &[]), (Directive::MaxAge, &["1h"])]);
+        assert!(check_http3(&s, true, "\"auth_cert_login\" in x.conf:3").is_err());
+        let s = settings(&[
+            (Directive::Login, &[]),
+            (Directive::MaxAge, &["1h"]),
+            (Directive::Stale, &["reject"]),
+        ]);
+        assert!(check_http3(&s, true, "\"auth_cert_login\" in x.conf:3").is_ok());
+    }
+
+    #[test]
+    fn the_http3_refusal_names_the_location_and_the_remedy() {
+        let s = settings(&[(Directive::AuthCert, &["on"]), (Directive::MaxAge, &["1h"])]);
+        assert_eq!(
+            check_http3(&s, true, "\"auth_cert\" in /etc/nginx/app.conf:12"),
+            Err(
+                "\"auth_cert_stale reauth\" (the default) cannot re-authenticate over HTTP/3: \
+                 the location of \"auth_cert\" in /etc/nginx/app.conf:12 has \
+                 \"auth_cert_max_age\" and its server listens with \"quic\"; use \
+                 \"auth_cert_stale reject\" there, or remove \"auth_cert_max_age\""
+                    .to_owned()
+            )
+        );
     }
 
     #[test]
