@@ -13,24 +13,6 @@ use crate::forwarded::Source;
 use crate::token::Algorithm;
 use crate::verdict::Reason;
 
-/// Every reason, in the order of the request counters (after `ok`).
-pub const REASONS: [Reason; 14] = [
-    Reason::NoCert,
-    Reason::Verify,
-    Reason::Expired,
-    Reason::Parse,
-    Reason::Identity,
-    Reason::Eku,
-    Reason::KeyUsage,
-    Reason::Policy,
-    Reason::Issuer,
-    Reason::Stale,
-    Reason::Header,
-    Reason::Network,
-    Reason::EarlyData,
-    Reason::Internal,
-];
-
 /// The upper bounds (seconds) of the buckets of `nginx_auth_cert_auth_age_seconds`.
 pub const AGE_BUCKETS: [u64; 12] = [
     1, 10, 60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 604_800,
@@ -111,8 +93,8 @@ const ALGORITHMS: [Algorithm; 4] = [
 #[repr(C)]
 #[derive(Debug, Default)]
 pub struct Counters {
-    /// `ok` first, then one per [`REASONS`].
-    requests: [AtomicU64; 1 + REASONS.len()],
+    /// `ok` first, then one per reason, at its [`Reason::index`].
+    requests: [AtomicU64; 1 + Reason::ALL.len()],
     reauth: AtomicU64,
     refused: [AtomicU64; Refusal::ALL.len()],
     tokens: [AtomicU64; ALGORITHMS.len()],
@@ -154,7 +136,7 @@ impl Counters {
                     self.age_sum.fetch_add(age, Relaxed);
                 }
             }
-            Err(reason) => add(&self.requests[1 + index_of(&REASONS, &reason)]),
+            Err(reason) => add(&self.requests[1 + reason.index()]),
         }
     }
 
@@ -192,7 +174,7 @@ impl Counters {
             "nginx_auth_cert_requests_total{{status=\"ok\",reason=\"\"}} {}",
             get(&self.requests[0])
         );
-        for (reason, counter) in REASONS.iter().zip(&self.requests[1..]) {
+        for (reason, counter) in Reason::ALL.iter().zip(&self.requests[1..]) {
             let _ = writeln!(
                 out,
                 "nginx_auth_cert_requests_total{{status=\"{}\",reason=\"{}\"}} {}",
@@ -373,13 +355,34 @@ mod tests {
     }
 
     #[test]
+    fn a_reason_is_counted_as_itself() {
+        let c = Counters::default();
+        c.request(Err(Reason::Revoked));
+        let t = c.render();
+        assert_eq!(
+            value(
+                &t,
+                "nginx_auth_cert_requests_total{status=\"invalid\",reason=\"revoked\"}"
+            ),
+            1
+        );
+        assert_eq!(
+            value(
+                &t,
+                "nginx_auth_cert_requests_total{status=\"none\",reason=\"no_cert\"}"
+            ),
+            0
+        );
+    }
+
+    #[test]
     fn every_reason_has_a_counter_and_labels_are_fixed() {
         let c = Counters::default();
-        for reason in REASONS {
+        for reason in Reason::ALL {
             c.request(Err(reason));
         }
         let t = c.render();
-        for reason in REASONS {
+        for reason in Reason::ALL {
             let series = format!(
                 "nginx_auth_cert_requests_total{{status=\"{}\",reason=\"{}\"}}",
                 reason.status().as_str(),

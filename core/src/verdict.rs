@@ -64,6 +64,47 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason, in the order of [`Reason::index`].
+    pub const ALL: [Reason; 15] = [
+        Self::NoCert,
+        Self::Verify,
+        Self::Expired,
+        Self::Parse,
+        Self::Identity,
+        Self::Eku,
+        Self::KeyUsage,
+        Self::Policy,
+        Self::Issuer,
+        Self::Stale,
+        Self::Header,
+        Self::Revoked,
+        Self::Network,
+        Self::EarlyData,
+        Self::Internal,
+    ];
+
+    /// The position of this reason in [`Reason::ALL`]. The match is exhaustive, so a new
+    /// reason cannot be added without a place; a unit test checks that `ALL` agrees.
+    pub const fn index(self) -> usize {
+        match self {
+            Self::NoCert => 0,
+            Self::Verify => 1,
+            Self::Expired => 2,
+            Self::Parse => 3,
+            Self::Identity => 4,
+            Self::Eku => 5,
+            Self::KeyUsage => 6,
+            Self::Policy => 7,
+            Self::Issuer => 8,
+            Self::Stale => 9,
+            Self::Header => 10,
+            Self::Revoked => 11,
+            Self::Network => 12,
+            Self::EarlyData => 13,
+            Self::Internal => 14,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::NoCert => "no_cert",
@@ -196,24 +237,15 @@ mod tests {
     }
 
     #[test]
+    fn all_lists_every_reason_at_its_index() {
+        for (i, r) in Reason::ALL.into_iter().enumerate() {
+            assert_eq!(r.index(), i, "{r:?}");
+        }
+    }
+
+    #[test]
     fn messages_are_single_lines() {
-        for r in [
-            Reason::NoCert,
-            Reason::Verify,
-            Reason::Expired,
-            Reason::Parse,
-            Reason::Identity,
-            Reason::Eku,
-            Reason::KeyUsage,
-            Reason::Policy,
-            Reason::Issuer,
-            Reason::Stale,
-            Reason::Header,
-            Reason::Network,
-            Reason::EarlyData,
-            Reason::Revoked,
-            Reason::Internal,
-        ] {
+        for r in Reason::ALL {
             assert!(!r.message().contains('\n'));
             assert!(!r.as_str().is_empty());
         }
