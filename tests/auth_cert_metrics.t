@@ -133,7 +133,7 @@ $pki->cert('client', issuer => 'ca', subject => '/UID=jdoe/CN=John Doe',
 $pki->run_openssl("genpkey -algorithm ED25519 -out $d/ed.key");
 $t->write_file('index.html', "ok\n");
 
-$t->try_run('no auth_cert_zone')->plan(41);
+$t->try_run('no auth_cert_zone')->plan(42);
 
 ###############################################################################
 
@@ -178,8 +178,11 @@ is(header($r, 'Cache-Control'), 'no-store', 'metrics not cached');
 my $m0 = metrics();
 ok($m0, 'parsed by prometheus_client');
 is($m0->{$ok}, 0, 'no request yet');
-is(scalar(grep { /^nginx_auth_cert_requests_total\{/ } keys %$m0), 15,
+# ok, and the 15 reasons (revoked included).
+is(scalar(grep { /^nginx_auth_cert_requests_total\{/ } keys %$m0), 16,
 	'a series per status and reason');
+ok(grep({ /^nginx_auth_cert_requests_total\{.*reason="revoked"/ } keys %$m0),
+	'a series for revoked');
 is(scalar(grep { /^nginx_auth_cert_resumption_refused_total\{/ } keys %$m0), 4,
 	'a series per refusal');
 
