@@ -20,9 +20,30 @@ pub unsafe extern "C" fn logout_handler(r: *mut ngx_http_request_t) -> ngx_int_t
 }
 
 fn logout(r: &mut Request) -> Status {
-    let method = r.method();
-    if method != Method::GET && method != Method::HEAD && method != Method::POST {
+    // Only a POST ends an authentication: a GET may come from a link, an image or a prefetch,
+    // and the client certificate goes with requests that another site's page makes.
+    if r.method() != Method::POST {
+        ngx_log_error!(
+            NGX_LOG_INFO,
+            r.log(),
+            "auth_cert: logout refused: method {} (only POST ends an authentication)",
+            String::from_utf8_lossy(r.as_ref().method_name.as_bytes()).escape_debug()
+        );
+        if !http::add_response_header(r, "Allow", "POST") {
+            return HTTPStatus::INTERNAL_SERVER_ERROR.into();
+        }
         return HTTPStatus::NOT_ALLOWED.into();
+    }
+    // A form on another site can POST here too; browsers say so in Sec-Fetch-Site.
+    if http::request_header(r, "Sec-Fetch-Site")
+        .is_some_and(|site| site.eq_ignore_ascii_case(b"cross-site"))
+    {
+        ngx_log_error!(
+            NGX_LOG_INFO,
+            r.log(),
+            "auth_cert: logout refused: a cross-site request (Sec-Fetch-Site: cross-site)"
+        );
+        return HTTPStatus::FORBIDDEN.into();
     }
     if r.discard_request_body() != Status::NGX_OK {
         return HTTPStatus::INTERNAL_SERVER_ERROR.into();

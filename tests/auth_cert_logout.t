@@ -138,7 +138,7 @@ $pki->cert('client', issuer => 'ca', subject => '/UID=jdoe/CN=John Doe');
 $pki->cert('other', issuer => 'ca', subject => '/UID=other/CN=Other');
 $t->write_file('ticket.key', '2' x 80);
 
-$t->try_run('no auth_cert_logout')->plan(62);
+$t->try_run('no auth_cert_logout')->plan(74);
 
 ###############################################################################
 
@@ -156,8 +156,9 @@ sub closed {
 	return defined $n && $n == 0;
 }
 
-# A request by openssl s_client, which offers the session of the file sess_in whatever its
-# state: (whether the session was resumed, the response).
+# A request by openssl s_client (GET, or method => 'POST' with an empty body; headers => a
+# header line), which offers the session of the file sess_in whatever its state: (whether the
+# session was resumed, the response).
 sub s_client {
 	my ($port, $v, $uri, %o) = @_;
 	my @args = ('-connect', '127.0.0.1:' . port($port), '-ign_eof',
@@ -165,8 +166,11 @@ sub s_client {
 	push @args, '-cert', "$d/$o{cert}.crt", '-key', "$d/$o{cert}.key" if $o{cert};
 	push @args, '-sess_in', "$d/$o{sess_in}" if $o{sess_in};
 	push @args, '-sess_out', "$d/$o{sess_out}" if $o{sess_out};
+	my $method = $o{method} // 'GET';
+	my $body = $method eq 'POST' ? "Content-Length: 0\r\n" : '';
+	$body .= "$o{headers}\r\n" if $o{headers};
 	open my $fh, '>', "$d/request" or die "request: $!\n";
-	print $fh "GET $uri HTTP/1.0\r\nHost: localhost\r\n\r\n";
+	print $fh "$method $uri HTTP/1.0\r\nHost: localhost\r\n$body\r\n";
 	close $fh;
 	my $out = `openssl s_client @args < $d/request 2>&1`;
 	my $reused = $out =~ /^Reused,/m ? 'r' : $out =~ /^New,/m ? '.' : 'none';
@@ -199,7 +203,17 @@ for my $v (qw/ TLSv1_2 TLSv1_3 /) {
 		($reused) = s_client($port, $v, '/', cert => 'client', sess_in => 'a1');
 		is($reused, 'r', "$name: resumed before the logout");
 
+		# Refused: a GET (a link, an image, a prefetch), and a POST from another site's
+		# page. Neither ends the authentication.
 		($reused, $r) = s_client($port, $v, '/logout', cert => 'client', sess_in => 'a1');
+		ok(status($r) eq '405' && header($r, 'Allow') eq 'POST', "$name: GET refused");
+		($reused, $r) = s_client($port, $v, '/logout', cert => 'client', sess_in => 'a1',
+			method => 'POST', headers => 'Sec-Fetch-Site: cross-site');
+		is(status($r), 403, "$name: cross-site POST refused");
+		is($reused, 'r', "$name: still resumed after the refusals");
+
+		($reused, $r) = s_client($port, $v, '/logout', cert => 'client', sess_in => 'a1',
+			method => 'POST', headers => 'Sec-Fetch-Site: same-origin');
 		is(status($r), 204, "$name: logout");
 		is($reused, 'r', "$name: logout on a resumed session");
 
@@ -231,7 +245,7 @@ for my $v (qw/ TLSv1_2 TLSv1_3 /) {
 {
 	my $s = connect_tls(8443, cert => 'client');
 	is(status(request($s, '/')), 200, 'keep-alive: authenticated');
-	my $r = request($s, '/logout');
+	my $r = request($s, '/logout', -method => 'POST');
 	is(status($r), 204, 'keep-alive: logout');
 	is(header($r, 'Cache-Control'), 'no-store', 'keep-alive: not cached');
 	is(header($r, 'Clear-Site-Data'), '"cookies"', 'keep-alive: cookies cleared');
@@ -242,7 +256,7 @@ for my $v (qw/ TLSv1_2 TLSv1_3 /) {
 
 {
 	my $s = connect_tls(8443, cert => 'client');
-	my $r = request($s, '/bye');
+	my $r = request($s, '/bye', -method => 'POST');
 	is(status($r), 303, 'redirect: 303');
 	like(header($r, 'Location'), qr!/goodbye$!, 'redirect: Location');
 	is(header($r, 'Clear-Site-Data'), '"cookies"', 'redirect: cookies cleared');
@@ -261,7 +275,7 @@ for my $v (qw/ 1.2 1.3 /) {
 	my @tls = $v eq '1.2' ? ('--tlsv1.2', '--tls-max', '1.2') : ('--tlsv1.3');
 	my $pid = open(my $fh, '-|') // die "fork: $!";
 	exec('curl', @one, @tls, '-o', '/dev/null', "$base/?h2=$v-1",
-		'--next', @one, @tls, '-o', '/dev/null', "$base/logout?h2=$v",
+		'--next', @one, @tls, '-o', '/dev/null', '--data', '', "$base/logout?h2=$v",
 		'--next', @one, @tls, '-o', '/dev/null', "$base/?h2=$v-2") if $pid == 0;
 	my $out = join '', <$fh>;
 	close $fh;

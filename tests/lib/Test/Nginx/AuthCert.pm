@@ -94,13 +94,16 @@ sub read_until_close {
 	return $r;
 }
 
-# Sends one HTTP/1.1 GET on the open connection $s and reads exactly its response: the head,
-# then as many body bytes as Content-Length says. The connection stays open for the next
-# request. Extra request headers as name => value pairs (Host => NAME replaces localhost).
+# Sends one HTTP/1.1 request (GET, or the method of -method => 'POST', sent with an empty
+# body) on the open connection $s and reads exactly its response: the head, then as many body
+# bytes as Content-Length says. The connection stays open for the next request. Extra request
+# headers as name => value pairs (Host => NAME replaces localhost).
 # '' without a connection; what arrived when the server closes or after 5 seconds.
 sub request {
 	my ($s, $uri, %headers) = @_;
 	return '' unless $s;
+	my $method = delete $headers{-method} // 'GET';
+	$headers{'Content-Length'} //= 0 if $method eq 'POST';
 	my $host = delete $headers{Host} // 'localhost';
 	my $extra = join '', map { "$_: $headers{$_}\r\n" } sort keys %headers;
 	my $r = '';
@@ -108,7 +111,7 @@ sub request {
 		local $SIG{ALRM} = sub { die "timeout\n" };
 		local $SIG{PIPE} = 'IGNORE';
 		alarm(5);
-		print $s "GET $uri HTTP/1.1\r\nHost: $host\r\n$extra\r\n";
+		print $s "$method $uri HTTP/1.1\r\nHost: $host\r\n$extra\r\n";
 		while ($r !~ /\x0d\x0a\x0d\x0a/) {
 			$s->sysread($r, 4096, length $r) or last;
 		}
