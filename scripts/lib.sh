@@ -22,15 +22,15 @@ ensure_packages() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
-# Python modules the token tests verify with (an implementation independent of the module).
-PYTHON_MODULES="pyjwt cryptography prometheus_client"
+# Python modules the token tests verify with (two implementations independent of the module).
+PYTHON_MODULES="pyjwt jwcrypto cryptography prometheus_client"
 
 ensure_python_modules() {
-    python3 -c 'import jwt, cryptography, prometheus_client' 2>/dev/null && return 0
+    python3 -c 'import jwt, jwcrypto, cryptography, prometheus_client' 2>/dev/null && return 0
     say "installing Python modules: $PYTHON_MODULES"
     # A Python without pip, or whose packages Debian manages, gets Debian's packages.
     python3 -m pip install --quiet $PYTHON_MODULES 2>/dev/null \
-        || ensure_packages python3-jwt python3-cryptography python3-prometheus-client
+        || ensure_packages python3-jwt python3-jwcrypto python3-cryptography python3-prometheus-client
 }
 
 # What the browser test (tests/browser/) needs: Chromium and its WebDriver, the emulated

@@ -1,7 +1,8 @@
 #!/usr/bin/perl
 
 # Tests for auth_cert tokens: $auth_cert_token, auth_cert_login and auth_cert_jwks, each token
-# verified by PyJWT (an implementation independent of the module) against the JWKS endpoint.
+# verified by PyJWT and by jwcrypto (two implementations independent of the module and of each
+# other, tests/support/verify_jwt.py) against the JWKS endpoint.
 
 ###############################################################################
 
@@ -28,8 +29,8 @@ select STDOUT; $| = 1;
 my $t = Test::Nginx->new()->has(qw/http http_ssl http_v2 proxy access/)
 	->has_daemon('openssl')->has_daemon('python3')->has_daemon('curl');
 
-plan(skip_all => 'no PyJWT with cryptography')
-	unless system("python3 -c 'import jwt, cryptography' 2>/dev/null") == 0;
+plan(skip_all => 'no PyJWT with cryptography, or no jwcrypto')
+	unless system("python3 -c 'import jwt, jwcrypto, cryptography' 2>/dev/null") == 0;
 
 $t->write_file_expand('nginx.conf', <<'EOF');
 
@@ -194,7 +195,8 @@ my $jwks_url = 'http://127.0.0.1:' . port(8080) . '/jwks';
 
 sub login { my $body = body(get(@_)); eval { decode_json($body) } // { error => $body } }
 
-# PyJWT's verdict on a token: the header and claims, or the reason it refused it.
+# The verdict of PyJWT and jwcrypto on a token: the header and claims, or the reason one of
+# them refused it.
 sub verify {
 	my ($token, @args) = @_;
 	my $out = `python3 $FindBin::Bin/support/verify_jwt.py @args '$token' 2>&1`;
@@ -237,7 +239,7 @@ ok($login->{expires_in} > 295 && $login->{expires_in} <= 300, 'login: expires_in
 my $v = verify($login->{token}, '--jwks', $jwks_url, '--audience', 'api',
 	'--issuer', 'https://login.example');
 my $c = $v->{claims} // {};
-ok($c->{sub}, 'PyJWT verifies the ES256 token') or diag($v->{error});
+ok($c->{sub}, 'PyJWT and jwcrypto verify the ES256 token') or diag($v->{error});
 is($v->{header}{alg}, 'ES256', 'header: alg ES256');
 is($v->{header}{kid}, 'ec1', 'header: kid of the first key');
 is($c->{sub}, 'jdoe', 'claim sub');
@@ -341,10 +343,10 @@ is($one->{exp} - $one->{iat}, 6, 'ttl 6s: lifetime');
 ok($two->{jti} && $two->{jti} ne $one->{jti}, 'ttl 6s: new jti after half the TTL');
 ok($two->{iat} >= $one->{iat} + 3, 'ttl 6s: new iat after half the TTL');
 
-# an expired token is refused by PyJWT
+# an expired token is refused by both libraries
 sleep 3;
 like(verify((eval { decode_json($b[0]) } // {})->{token}, '--jwks', $jwks_url)->{error},
-	qr/ExpiredSignature/, 'ttl 6s: expired token refused');
+	qr/PyJWT: ExpiredSignature.*; jwcrypto: JWTExpired/, 'ttl 6s: expired token refused by both');
 
 # HTTP/2: the streams of one connection share the token
 
