@@ -60,6 +60,51 @@ http {{
 PATHS = ["/app", "/token", "/login", "/deny", "/reauth", "/vars", "/app", "/app"]
 
 
+def cpu_ticks(pid):
+    """The user and system clock ticks a process has used."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def stop(proc, port):
+    """Stops nginx with SIGQUIT. In single-process mode nginx checks for the signal once per
+    event-loop iteration, between returning from epoll_wait and calling it again; a signal
+    handled in that window (valgrind delivers signals where it polls for them, so the window is
+    wide under valgrind) leaves it in epoll_wait until the next event, forever when no timer is
+    pending. Such an nginx is idle: a connection to its port wakes it and it exits. A busy one
+    (a loop that never returns to epoll_wait) is a defect. Returns None when nginx exited on
+    its own, else what was seen of it before it was woken."""
+    proc.send_signal(signal.SIGQUIT)
+    try:
+        proc.wait(timeout=30)
+        return None
+    except subprocess.TimeoutExpired:
+        pass
+    before = cpu_ticks(proc.pid)
+    time.sleep(3)
+    seen = {"cpu_ticks_in_3s": cpu_ticks(proc.pid) - before}
+    try:
+        with open(f"/proc/{proc.pid}/syscall") as f:
+            seen["syscall"] = f.read().split()[0]
+    except OSError as e:
+        seen["syscall"] = str(e)
+    seen["idle"] = seen["cpu_ticks_in_3s"] < 30
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    except OSError:
+        pass
+    try:
+        proc.wait(timeout=120)
+        seen["exited_when_woken"] = True
+    except subprocess.TimeoutExpired:
+        seen["exited_when_woken"] = False
+        seen["idle"] = False
+        proc.kill()
+        proc.wait()
+    return seen
+
+
 def run(part, count, tag):
     n = Nginx(workdir(f"memory-{tag}"))
     ca = issue(name("Memory CA"), ca=True)
@@ -95,12 +140,7 @@ def run(part, count, tag):
         time.sleep(0.5)
     load.stop()
     answered = sum(load.requests.values())
-    proc.send_signal(signal.SIGQUIT)
-    try:
-        proc.wait(timeout=120)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    woken = stop(proc, fwd)
     text = open(vglog, errors="replace").read()
     invalid = len(re.findall(r"Invalid (read|write|free)", text))
     uninit = len(re.findall(r"(depends on|Use of|contains) uninitialised", text))
@@ -111,12 +151,14 @@ def run(part, count, tag):
     part.check(answered >= count, f"{tag}: only {answered} of {count} requests answered")
     part.check(invalid == 0, f"{tag}: {invalid} invalid reads/writes/frees (see {vglog})")
     part.check(summary is not None, f"{tag}: valgrind did not finish (no ERROR SUMMARY)")
+    part.check(woken is None or woken["idle"],
+               f"{tag}: nginx did not exit after SIGQUIT and was busy: {woken}")
     statuses = {}
     for (kind, path, status, _, _), c in load.answers.items():
         statuses[status] = statuses.get(status, 0) + c
     return dict(answered=answered, invalid=invalid, uninit=uninit, lost_bytes=lost_bytes,
                 lost_blocks=lost_blocks, statuses=statuses, errors=sum(load.errors.values()),
-                kinds=dict(load.requests), log=vglog, text=text)
+                kinds=dict(load.requests), log=vglog, text=text, woken=woken)
 
 
 def main():
@@ -138,7 +180,9 @@ def main():
         part.figure(f"{tag}: {r['answered']} requests ({kinds}; status {st}), "
                     f"{r['invalid']} invalid accesses, {r['uninit']} uninitialised-value "
                     f"reports, definitely lost {r['lost_bytes']} bytes in {r['lost_blocks']} "
-                    f"blocks")
+                    f"blocks"
+                    + ("" if r["woken"] is None else
+                       f"; did not exit on SIGQUIT until a connection woke it: {r['woken']}"))
     return part
 
 
