@@ -31,7 +31,18 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// Every refusal, in the order of [`Refusal::index`].
     pub const ALL: [Refusal; 4] = [Self::Stale, Self::Logout, Self::Revoked, Self::Stepup];
+
+    /// The position of this refusal in [`Refusal::ALL`] (an exhaustive match).
+    pub const fn index(self) -> usize {
+        match self {
+            Self::Stale => 0,
+            Self::Logout => 1,
+            Self::Revoked => 2,
+            Self::Stepup => 3,
+        }
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -58,8 +69,19 @@ pub enum ForwardedResult {
 }
 
 impl ForwardedResult {
+    /// Every result, in the order of [`ForwardedResult::index`].
     pub const ALL: [ForwardedResult; 4] =
         [Self::Accepted, Self::Rejected, Self::Untrusted, Self::Arg];
+
+    /// The position of this result in [`ForwardedResult::ALL`] (an exhaustive match).
+    pub const fn index(self) -> usize {
+        match self {
+            Self::Accepted => 0,
+            Self::Rejected => 1,
+            Self::Untrusted => 2,
+            Self::Arg => 3,
+        }
+    }
 
     /// The result of what a request forwarded; `None` when it forwarded nothing.
     pub fn of(forwarded: &Forwarded) -> Option<Self> {
@@ -82,13 +104,6 @@ impl ForwardedResult {
     }
 }
 
-const ALGORITHMS: [Algorithm; 4] = [
-    Algorithm::Es256,
-    Algorithm::EdDsa,
-    Algorithm::Rs256,
-    Algorithm::Hs256,
-];
-
 /// The counters, summed over every worker of an nginx since its zone was created.
 #[repr(C)]
 #[derive(Debug, Default)]
@@ -97,7 +112,7 @@ pub struct Counters {
     requests: [AtomicU64; 1 + Reason::ALL.len()],
     reauth: AtomicU64,
     refused: [AtomicU64; Refusal::ALL.len()],
-    tokens: [AtomicU64; ALGORITHMS.len()],
+    tokens: [AtomicU64; Algorithm::ALL.len()],
     forwarded: [AtomicU64; ForwardedResult::ALL.len()],
     /// Not cumulative: one bucket per observation, the last one for above every bound.
     age_buckets: [AtomicU64; AGE_BUCKETS.len() + 1],
@@ -112,10 +127,6 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 
 fn add(counter: &AtomicU64) {
     counter.fetch_add(1, Relaxed);
-}
-
-fn index_of<T: PartialEq>(all: &[T], item: &T) -> usize {
-    all.iter().position(|x| x == item).unwrap_or(0)
 }
 
 impl Counters {
@@ -147,16 +158,16 @@ impl Counters {
 
     /// A session not resumed.
     pub fn refused(&self, why: Refusal) {
-        add(&self.refused[index_of(&Refusal::ALL, &why)]);
+        add(&self.refused[why.index()]);
     }
 
     /// A token signed (not one reused).
     pub fn token_signed(&self, algorithm: Algorithm) {
-        add(&self.tokens[index_of(&ALGORITHMS, &algorithm)]);
+        add(&self.tokens[algorithm.index()]);
     }
 
     pub fn forwarded(&self, result: ForwardedResult) {
-        add(&self.forwarded[index_of(&ForwardedResult::ALL, &result)]);
+        add(&self.forwarded[result.index()]);
     }
 
     /// The Prometheus text exposition (format 0.0.4) of the counters.
@@ -210,7 +221,7 @@ impl Counters {
             "counter",
             "Tokens signed, by algorithm.",
         );
-        for (alg, counter) in ALGORITHMS.iter().zip(&self.tokens) {
+        for (alg, counter) in Algorithm::ALL.iter().zip(&self.tokens) {
             let _ = writeln!(
                 out,
                 "nginx_auth_cert_tokens_signed_total{{alg=\"{}\"}} {}",
@@ -352,6 +363,44 @@ mod tests {
             ForwardedResult::of(&credential(Source::Header, Err(Reason::Header))),
             Some(ForwardedResult::Rejected)
         );
+    }
+
+    #[test]
+    fn every_list_holds_each_value_at_its_index() {
+        for (i, x) in Refusal::ALL.iter().enumerate() {
+            assert_eq!(x.index(), i, "{x:?}");
+        }
+        for (i, x) in ForwardedResult::ALL.iter().enumerate() {
+            assert_eq!(x.index(), i, "{x:?}");
+        }
+        for (i, x) in Algorithm::ALL.iter().enumerate() {
+            assert_eq!(x.index(), i, "{x:?}");
+        }
+    }
+
+    #[test]
+    fn each_label_is_counted_as_itself() {
+        let c = Counters::default();
+        c.refused(Refusal::Stepup);
+        c.token_signed(Algorithm::Hs256);
+        c.forwarded(ForwardedResult::Arg);
+        let t = c.render();
+        for (series, n) in [
+            (
+                "nginx_auth_cert_resumption_refused_total{reason=\"stepup\"}",
+                1,
+            ),
+            (
+                "nginx_auth_cert_resumption_refused_total{reason=\"stale\"}",
+                0,
+            ),
+            ("nginx_auth_cert_tokens_signed_total{alg=\"HS256\"}", 1),
+            ("nginx_auth_cert_tokens_signed_total{alg=\"ES256\"}", 0),
+            ("nginx_auth_cert_forwarded_total{result=\"arg\"}", 1),
+            ("nginx_auth_cert_forwarded_total{result=\"accepted\"}", 0),
+        ] {
+            assert_eq!(value(&t, series), n, "{series}");
+        }
     }
 
     #[test]

@@ -137,6 +137,20 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
+    /// Every algorithm, in the order of [`Algorithm::index`].
+    pub const ALL: [Algorithm; 4] = [Self::Es256, Self::EdDsa, Self::Rs256, Self::Hs256];
+
+    /// The position of this algorithm in [`Algorithm::ALL`] (an exhaustive match: a new
+    /// algorithm cannot be added without a place).
+    pub const fn index(self) -> usize {
+        match self {
+            Self::Es256 => 0,
+            Self::EdDsa => 1,
+            Self::Rs256 => 2,
+            Self::Hs256 => 3,
+        }
+    }
+
     /// The `alg` of the JOSE header and of the JWKS.
     pub fn name(self) -> &'static str {
         match self {
