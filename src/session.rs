@@ -41,20 +41,21 @@ use std::rc::Rc;
 
 use ngx::ffi::{
     ngx_http_conf_addr_t, ngx_http_conf_port_t, ngx_http_core_main_conf_t,
-    ngx_http_core_srv_conf_t, ngx_http_ssl_module, ngx_http_ssl_srv_conf_t, ngx_pool_t, ngx_time,
-    SSL_CTX_ctrl, SSL_CTX_get_timeout, SSL_CTX_get_verify_callback, SSL_CTX_get_verify_mode,
-    SSL_CTX_remove_session, SSL_CTX_sess_get_get_cb, SSL_CTX_sess_set_get_cb,
-    SSL_CTX_set_msg_callback, SSL_CTX_set_session_ticket_cb, SSL_CTX_set_timeout,
-    SSL_CTX_set_verify, SSL_SESSION_free, SSL_SESSION_get0_ticket_appdata, SSL_SESSION_get_time,
-    SSL_SESSION_get_timeout, SSL_SESSION_set1_ticket_appdata, SSL_SESSION_set_timeout,
-    SSL_get_SSL_CTX, SSL_get_ex_data_X509_STORE_CTX_idx, SSL_get_session, SSL_verify_cb,
-    SSL_version, X509_STORE_CTX_get_error_depth, X509_STORE_CTX_get_ex_data, SSL,
-    SSL3_MT_CERTIFICATE, SSL3_RT_HANDSHAKE, SSL_CTRL_GET_SESS_CACHE_MODE,
-    SSL_CTRL_SET_SESS_CACHE_MODE, SSL_CTX, SSL_SESSION, SSL_SESS_CACHE_NO_INTERNAL_LOOKUP,
-    SSL_TICKET_RETURN, SSL_TICKET_RETURN_IGNORE_RENEW, SSL_TICKET_RETURN_USE,
-    SSL_TICKET_RETURN_USE_RENEW, SSL_TICKET_STATUS, SSL_TICKET_SUCCESS, SSL_TICKET_SUCCESS_RENEW,
+    ngx_http_core_srv_conf_t, ngx_pool_t, ngx_time, SSL_CTX_ctrl, SSL_CTX_get_timeout,
+    SSL_CTX_get_verify_callback, SSL_CTX_get_verify_mode, SSL_CTX_remove_session,
+    SSL_CTX_sess_get_get_cb, SSL_CTX_sess_set_get_cb, SSL_CTX_set_msg_callback,
+    SSL_CTX_set_session_ticket_cb, SSL_CTX_set_timeout, SSL_CTX_set_verify, SSL_SESSION_free,
+    SSL_SESSION_get0_ticket_appdata, SSL_SESSION_get_time, SSL_SESSION_get_timeout,
+    SSL_SESSION_set1_ticket_appdata, SSL_SESSION_set_timeout, SSL_get_SSL_CTX,
+    SSL_get_ex_data_X509_STORE_CTX_idx, SSL_get_session, SSL_verify_cb, SSL_version,
+    X509_STORE_CTX_get_error_depth, X509_STORE_CTX_get_ex_data, SSL, SSL3_MT_CERTIFICATE,
+    SSL3_RT_HANDSHAKE, SSL_CTRL_GET_SESS_CACHE_MODE, SSL_CTRL_SET_SESS_CACHE_MODE, SSL_CTX,
+    SSL_SESSION, SSL_SESS_CACHE_NO_INTERNAL_LOOKUP, SSL_TICKET_RETURN,
+    SSL_TICKET_RETURN_IGNORE_RENEW, SSL_TICKET_RETURN_USE, SSL_TICKET_RETURN_USE_RENEW,
+    SSL_TICKET_STATUS, SSL_TICKET_SUCCESS, SSL_TICKET_SUCCESS_RENEW,
     SSL_VERIFY_FAIL_IF_NO_PEER_CERT, SSL_VERIFY_NONE, TLS1_3_VERSION, X509_STORE_CTX,
 };
+use ngx::http::{HttpModuleServerConf, NgxHttpSslModule};
 
 use auth_cert_core::age;
 use auth_cert_core::metrics::Refusal;
@@ -136,17 +137,10 @@ unsafe fn hooks_mut<'a>(ctx: *mut SSL_CTX, pool: *mut ngx_pool_t) -> Option<&'a 
 /// # Safety
 /// `cscf` must be a server configuration of the http block being configured.
 unsafe fn server_ctx(cscf: *const ngx_http_core_srv_conf_t) -> *mut SSL_CTX {
-    // SAFETY: every server's ctx holds a srv_conf slot for ngx_http_ssl_module, a static
-    // module of the nginx the module is built for.
-    unsafe {
-        let Some(cscf) = cscf.as_ref() else {
-            return ptr::null_mut();
-        };
-        let slot = *(*cscf.ctx).srv_conf.add(ngx_http_ssl_module.ctx_index);
-        slot.cast::<ngx_http_ssl_srv_conf_t>()
-            .as_ref()
-            .map_or(ptr::null_mut(), |sscf| sscf.ssl.ctx.cast())
-    }
+    // SAFETY: caller: a server configuration of the http block, whose ctx is set.
+    unsafe { cscf.as_ref() }
+        .and_then(NgxHttpSslModule::server_conf)
+        .map_or(ptr::null_mut(), |sscf| sscf.ssl.ctx.cast())
 }
 
 /// Records `auth_cert_handshake require` for a server's context; called while merging.
