@@ -160,7 +160,7 @@ pub unsafe extern "C" fn merge_loc_conf(
         }
     }
 
-    // HTTP/3 ends no connection after the re-authentication redirect (see
+    // HTTP/3 ends no connection after the re-authentication redirect or a logout (see
     // `auth_cert_core::decision::check_http3`).
     if server_listens_quic(cf) {
         let origin = format!(
@@ -172,6 +172,13 @@ pub unsafe extern "C" fn merge_loc_conf(
         let satisfy_all = NgxHttpCoreModule::location_conf(cf)
             .is_none_or(|clcf| clcf.satisfy == NGX_HTTP_SATISFY_ALL as ngx_uint_t);
         if let Err(message) = decision::check_http3(&conf.settings, satisfy_all, &origin) {
+            ngx_log_error!(NGX_LOG_EMERG, cf.log, "{}", message);
+            return NGX_CONF_ERROR;
+        }
+        let location = NgxHttpCoreModule::location_conf(cf)
+            .map(|clcf| String::from_utf8_lossy(clcf.name.as_bytes()).into_owned())
+            .unwrap_or_default();
+        if let Err(message) = decision::check_http3_logout(&conf.settings, &location) {
             ngx_log_error!(NGX_LOG_EMERG, cf.log, "{}", message);
             return NGX_CONF_ERROR;
         }

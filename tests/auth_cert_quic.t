@@ -1,8 +1,9 @@
 #!/usr/bin/perl
 
 # Tests for auth_cert with HTTP/3: `auth_cert_stale reauth` ends the connection after its
-# redirect, which an HTTP/3 (QUIC) connection does not do, so `nginx -t` refuses it in a
-# server that listens with "quic". Configuration checks only: no QUIC client is needed.
+# redirect, and `auth_cert_logout` after its answer, which an HTTP/3 (QUIC) connection does not
+# do, so `nginx -t` refuses them in a server that listens with "quic". Configuration checks
+# only: no QUIC client is needed.
 
 ###############################################################################
 
@@ -34,7 +35,7 @@ $pki->ca('ca');
 $pki->cert('server', issuer => 'ca', subject => '/CN=localhost');
 $t->write_file('secret', 'k' x 32);
 
-$t->try_run('no auth_cert')->plan(14);
+$t->try_run('no auth_cert')->plan(17);
 
 ###############################################################################
 
@@ -120,6 +121,21 @@ like(config_errors($t, 'second', conf(age => '', other => <<'EOF')), refused('se
     }
 EOF
 	'reauth in the second server of a QUIC address: refused');
+
+# A logout closes its connection to end the authentication, which HTTP/3 does not do.
+like(config_errors($t, 'logout', conf(age => '', mode => '', location => 'auth_cert_logout;',
+		other => 'auth_cert_zone auth:1m;')),
+	qr/\[emerg\] "auth_cert_logout" cannot end an HTTP\/3 connection: the location "\/" has "auth_cert_logout" and its server listens with "quic"; serve the logout from a server without "quic"/,
+	'auth_cert_logout, quic: refused');
+
+like(config_errors($t, 'logout_both', conf(listen => 'both', age => '', mode => '',
+		location => 'auth_cert_logout;', other => 'auth_cert_zone auth:1m;')),
+	qr/"auth_cert_logout" cannot end an HTTP\/3 connection/,
+	'auth_cert_logout, TCP and QUIC: refused');
+
+is(config_errors($t, 'logout_tcp', conf(listen => 'tcp', age => '', mode => '',
+		location => 'auth_cert_logout;', other => 'auth_cert_zone auth:1m;')), '',
+	'auth_cert_logout without quic: accepted');
 
 # Accepted: no redirect can happen, or not over HTTP/3.
 

@@ -304,6 +304,22 @@ pub fn check_http3(settings: &Settings, satisfy_all: bool, origin: &str) -> Resu
     ))
 }
 
+/// `nginx -t`'s check of a logout location (`location` is its name) whose server listens with
+/// `quic`: a logout ends the authentication by closing the connection it was asked on (see
+/// [`check_http3`]: nginx ends no HTTP/3 connection for a request), so over HTTP/3 the client
+/// could go on sending requests on it, authenticated as before. Refused.
+pub fn check_http3_logout(settings: &Settings, location: &str) -> Result<(), String> {
+    if settings.logout.is_none() {
+        return Ok(());
+    }
+    Err(format!(
+        "\"{logout}\" cannot end an HTTP/3 connection: the location \"{location}\" has \
+         \"{logout}\" and its server listens with \"quic\"; serve the logout from a server \
+         without \"quic\"",
+        logout = Directive::Logout.name(),
+    ))
+}
+
 /// Whether the access phase writes a line of its own for `outcome` (the rejection, or the
 /// re-authentication): exactly when [`action`] rejects or re-authenticates. That line then
 /// tells what was left out of the certificate; any other request tells it on a line of its
@@ -717,6 +733,22 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn http3_refuses_a_logout_location() {
+        let s = settings(&[(Directive::Logout, &[])]);
+        assert_eq!(
+            check_http3_logout(&s, "/logout"),
+            Err(
+                "\"auth_cert_logout\" cannot end an HTTP/3 connection: the location \
+                 \"/logout\" has \"auth_cert_logout\" and its server listens with \"quic\"; \
+                 serve the logout from a server without \"quic\""
+                    .to_owned()
+            )
+        );
+        let s = settings(&[(Directive::AuthCert, &["on"])]);
+        assert_eq!(check_http3_logout(&s, "/"), Ok(()));
     }
 
     #[test]
