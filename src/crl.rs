@@ -181,7 +181,9 @@ unsafe extern "C" fn on_timer(event: *mut ngx_event_t) {
     let now = ngx_time();
     let mut next = i64::MAX;
     for file in files {
-        if now >= file.next_check.get() {
+        // Due, or the clock went back by more than `refresh` since the last check.
+        let next_check = file.next_check.get();
+        if now >= next_check || next_check.saturating_sub(now) > file.refresh.get() {
             file.next_check.set(now.saturating_add(file.refresh.get()));
             file.check(log, now);
         }

@@ -5,7 +5,8 @@
 # logged by it, so that requests only take the CRLs in force; a CRL past its nextUpdate is
 # warned of once per refresh. A graceful shutdown does not wait for the timer, the workers of
 # a reloaded configuration run their own, and so does the single process of
-# "master_process off"; the cache processes, which serve no request, run none.
+# "master_process off"; the cache processes, which serve no request, run none. A wall clock
+# set back does not hold the checks up.
 
 ###############################################################################
 
@@ -36,12 +37,16 @@ my $t = Test::Nginx->new()->has(qw/http http_ssl proxy cache/)->has_daemon('open
 sub conf {
 	my ($crl, %opts) = @_;
 	my $master = $opts{single} ? 'master_process off;' : '';
+	# libfaketime's settings, which nginx otherwise clears for its worker
+	my $env = $opts{faketime}
+		? 'env FAKETIME_TIMESTAMP_FILE; env FAKETIME_NO_CACHE; env DONT_FAKE_MONOTONIC;' : '';
 	return <<"EOF";
 
 %%TEST_GLOBALS%%
 
 daemon off;
 $master
+$env
 
 events {
 }
@@ -103,7 +108,7 @@ sub install {
 
 install('crl-empty.pem');
 $t->write_file_expand('nginx.conf', conf('crl.pem'));
-$t->try_run('no auth_cert_crl')->plan(20);
+$t->try_run('no auth_cert_crl')->plan(22);
 
 ###############################################################################
 
@@ -189,5 +194,31 @@ $rereads = count_log($t, $reread);
 install('crl-revoked.pem');
 ok(log_grows($t, $reread, $rereads), 'master_process off: CRL re-read by the timer');
 is(status(get('/', cert => 'client')), 403, 'master_process off: the new CRL applies');
+
+# The wall clock goes back by an hour (libfaketime; nginx's timers run on the monotonic clock):
+# the files are still checked once per refresh, not again only an hour later.
+$t->stop();
+my ($faketime) = grep { -f } map { glob("$_/faketime/libfaketime.so.1") }
+	qw(/usr/lib/*-linux-gnu /usr/lib /usr/local/lib);
+
+SKIP: {
+	skip 'libfaketime not found', 2 unless $faketime;
+	install('crl-empty.pem');
+	$t->write_file('clock', "+0\n");
+	$t->write_file_expand('nginx.conf', conf('crl.pem', faketime => 1));
+	{
+		local $ENV{LD_PRELOAD} = $faketime;
+		local $ENV{FAKETIME_TIMESTAMP_FILE} = "$d/clock";
+		local $ENV{FAKETIME_NO_CACHE} = 1;
+		local $ENV{DONT_FAKE_MONOTONIC} = 1;
+		$t->run();
+	}
+	is(status(get('/', cert => 'client')), 200, 'clock back: good certificate passes');
+	$t->write_file('clock', "-1h\n");
+	select undef, undef, undef, 1.5;
+	$rereads = count_log($t, $reread);
+	install('crl-revoked.pem');
+	ok(log_grows($t, $reread, $rereads), 'clock back: CRL re-read within refresh');
+}
 
 ###############################################################################
