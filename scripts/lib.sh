@@ -3,7 +3,7 @@
 
 # Debian packages the build and the tests need.
 BUILD_PACKAGES="gcc make pkg-config clang libclang-dev libssl-dev libpcre2-dev zlib1g-dev"
-TEST_PACKAGES="openssl curl perl libio-socket-ssl-perl haproxy"
+TEST_PACKAGES="openssl curl perl libio-socket-ssl-perl haproxy libfaketime"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 

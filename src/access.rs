@@ -96,7 +96,7 @@ fn compute(r: &mut Request, conf: &LocConf) -> Evaluation {
             }
         },
     };
-    let crl = conf.crl.as_deref().map(|file| file.current(r.log(), now));
+    let crl = conf.crl.as_deref().map(crate::crl::CrlFile::current);
     let evaluation = decision::evaluate(settings, forwarded, tls, crl.as_deref(), now);
     ngx_log_debug_http!(
         r,

@@ -5,33 +5,38 @@
 //! One [`CrlFile`] per file and configuration, shared by every location that names the file.
 //! While the configuration is merged, each location adds the CA stores it trusts
 //! ([`register`]); after the merge ([`load_all`]) every file is read and each CRL must verify
-//! against one of them. In a worker, the first request after `refresh` seconds stats the file
-//! ([`CrlFile::current`]); a changed file is read and verified again and replaces the CRLs in
-//! force, a bad one is logged and ignored.
+//! against one of them. Each worker (or the single process with `master_process off`) then
+//! runs a timer ([`Refresh`], held by the module's main configuration and armed in
+//! [`init_process`]) that stats each file once per `refresh`; a changed file is read and
+//! verified again and replaces the CRLs in force, a bad one is logged and ignored. Requests and
+//! resumptions only take the CRLs in force ([`CrlFile::current`]): no file access.
 
-use core::cell::{Cell, RefCell};
+use core::cell::{Cell, RefCell, UnsafeCell};
 use core::ffi::c_long;
-use core::ptr;
+use core::{mem, ptr};
 use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::rc::Rc;
 
 use ngx::ffi::{
-    d2i_X509_CRL, i2d_X509, ngx_conf_full_name, ngx_conf_t, ngx_cycle, ngx_log_t, ngx_str_t,
-    ngx_time, ERR_clear_error, OPENSSL_sk_num, OPENSSL_sk_value, SSL_SESSION_get0_peer,
-    X509_CRL_free, X509_CRL_get_issuer, X509_CRL_verify, X509_NAME_cmp, X509_OBJECT_get0_X509,
-    X509_STORE_free, X509_STORE_get0_objects, X509_STORE_up_ref, X509_get0_pubkey,
-    X509_get_key_usage, X509_get_subject_name, KU_CRL_SIGN, NGX_LOG_ERR, NGX_LOG_INFO,
-    NGX_LOG_NOTICE, NGX_LOG_WARN, NGX_OK, SSL, SSL_SESSION, X509, X509_OBJECT, X509_STORE,
+    d2i_X509_CRL, i2d_X509, ngx_add_timer, ngx_conf_full_name, ngx_conf_t, ngx_cycle, ngx_cycle_t,
+    ngx_del_timer, ngx_event_t, ngx_log_t, ngx_msec_t, ngx_process, ngx_str_t, ngx_time,
+    ERR_clear_error, OPENSSL_sk_num, OPENSSL_sk_value, SSL_SESSION_get0_peer, X509_CRL_free,
+    X509_CRL_get_issuer, X509_CRL_verify, X509_NAME_cmp, X509_OBJECT_get0_X509, X509_STORE_free,
+    X509_STORE_get0_objects, X509_STORE_up_ref, X509_get0_pubkey, X509_get_key_usage,
+    X509_get_subject_name, KU_CRL_SIGN, NGX_LOG_ERR, NGX_LOG_INFO, NGX_LOG_NOTICE, NGX_LOG_WARN,
+    NGX_OK, NGX_PROCESS_SINGLE, NGX_PROCESS_WORKER, SSL, SSL_SESSION, X509, X509_OBJECT,
+    X509_STORE,
 };
+use ngx::http::HttpModuleMainConf;
 use ngx::ngx_log_error;
 
 use auth_cert_core::directive::Directive;
 use auth_cert_core::revocation::{pem_crls, utc_text, Crl, RevocationList};
 use auth_cert_core::settings::CrlSource;
 
-use crate::{ex_data, tls};
+use crate::{ex_data, tls, Module};
 
 /// A CA store a CRL file trusts, with a reference of its own.
 #[derive(Debug)]
@@ -79,8 +84,117 @@ pub struct CrlFile {
     list: RefCell<Rc<RevocationList>>,
     /// The file as last read (or last refused).
     stamp: Cell<Option<Stamp>>,
-    /// When this worker next looks at the file.
+    /// When this worker's timer next looks at the file.
     next_check: Cell<i64>,
+}
+
+/// The timer that keeps the files of a configuration current in a worker. The module's main
+/// configuration holds it, so it lives in the configuration's pool: when the pool is freed (a
+/// worker's exit), dropping it takes the timer out of the worker's timers first.
+#[derive(Debug)]
+pub struct Refresh {
+    /// Every file of the configuration.
+    files: Vec<Rc<CrlFile>>,
+    /// The timer; nginx writes it while it is armed.
+    event: UnsafeCell<ngx_event_t>,
+}
+
+impl Default for Refresh {
+    fn default() -> Self {
+        Refresh {
+            files: Vec::new(),
+            // SAFETY: ngx_event_t is a C struct of integers, bit fields, nullable pointers and
+            // an optional function pointer, for which all zeroes is the unarmed event nginx's
+            // own modules get from ngx_pcalloc.
+            event: UnsafeCell::new(unsafe { mem::zeroed() }),
+        }
+    }
+}
+
+impl Drop for Refresh {
+    fn drop(&mut self) {
+        let event = self.event.get_mut();
+        if event.timer_set() != 0 {
+            // SAFETY: armed by `start` in this process, in this process's timers, which outlive
+            // every configuration.
+            unsafe { ngx_del_timer(event) };
+        }
+    }
+}
+
+impl Refresh {
+    /// The files the timer keeps current (postconfiguration, before any worker runs).
+    pub fn set_files(&mut self, files: Vec<Rc<CrlFile>>) {
+        self.files = files;
+    }
+
+    /// Arms the timer in a process that serves requests, for a first check at once (the file
+    /// may have changed since the configuration was read). Nothing without CRL files.
+    ///
+    /// # Safety
+    /// `cycle` must be the cycle whose main configuration holds `self`, and this process's
+    /// timers must be initialised (the event modules' `init_process` has run).
+    unsafe fn start(&self, cycle: *mut ngx_cycle_t) {
+        if self.files.is_empty() {
+            return;
+        }
+        let event = self.event.get();
+        // SAFETY: caller; the event lives in the configuration, as long as the cycle whose
+        // `new_log` it logs to, and `Drop` disarms it before it goes. nginx's timers touch only
+        // the event, never the files, which `on_timer` reads through `data`.
+        unsafe {
+            (*event).handler = Some(on_timer);
+            (*event).data = ptr::from_ref(self).cast_mut().cast();
+            (*event).log = &raw mut (*cycle).new_log;
+            // A graceful shutdown does not wait for this timer.
+            (*event).set_cancelable(1);
+            ngx_add_timer(event, 0);
+        }
+    }
+}
+
+/// When a process starts: a worker, or the single process of `master_process off`, arms the
+/// timer of its configuration's CRL files; the master and the cache processes do not serve
+/// requests and do not look at them.
+///
+/// # Safety
+/// `cycle` must be the cycle the process runs, its event modules initialised.
+pub unsafe fn init_process(cycle: *mut ngx_cycle_t) {
+    // SAFETY: set once by nginx before the process's modules are initialised.
+    let process = unsafe { ngx_process };
+    if process != NGX_PROCESS_WORKER as usize && process != NGX_PROCESS_SINGLE as usize {
+        return;
+    }
+    // SAFETY: caller; the module's main configuration of that cycle, when it has `http`.
+    if let Some(conf) = unsafe { cycle.as_ref() }.and_then(Module::main_conf) {
+        // SAFETY: caller.
+        unsafe { conf.crl.start(cycle) };
+    }
+}
+
+/// The timer: checks each file whose `refresh` is due, then sleeps until the next one is.
+unsafe extern "C" fn on_timer(event: *mut ngx_event_t) {
+    // SAFETY: nginx calls the handler with the event `Refresh::start` armed; its `data` is that
+    // `Refresh`, live while the timer is armed (its `Drop` disarms it). Only the files are
+    // borrowed: the event itself is written through `event`.
+    let (files, log) = unsafe { (&(*(*event).data.cast::<Refresh>()).files, (*event).log) };
+    let now = ngx_time();
+    let mut next = i64::MAX;
+    for file in files {
+        // Due, or the clock went back by more than `refresh` since the last check.
+        let next_check = file.next_check.get();
+        if now >= next_check || next_check.saturating_sub(now) > file.refresh.get() {
+            file.next_check.set(now.saturating_add(file.refresh.get()));
+            file.check(log, now);
+        }
+        next = next.min(file.next_check.get());
+    }
+    // At least one second (every `refresh` is), at most a day, well inside what nginx's timers
+    // compare on 32 bits: waking up early only finds nothing due.
+    let seconds = next.saturating_sub(now).clamp(1, 24 * 60 * 60);
+    let delay = ngx_msec_t::try_from(seconds * 1000).unwrap_or(1000);
+    // SAFETY: the event of this handler, which nginx disarmed before calling it.
+    unsafe { ngx_add_timer(event, delay) };
 }
 
 thread_local! {
@@ -188,11 +302,7 @@ pub unsafe fn session_revoked(
             .as_ref()
             .map_or_else(|| (*ngx_cycle).log, |c| c.log)
     };
-    let now = ngx_time();
-    let Some(revocation) = files
-        .iter()
-        .find_map(|file| file.current(log, now).check(&info))
-    else {
+    let Some(revocation) = files.iter().find_map(|file| file.current().check(&info)) else {
         return false;
     };
     ngx_log_error!(
@@ -205,16 +315,13 @@ pub unsafe fn session_revoked(
 }
 
 impl CrlFile {
-    /// The CRLs in force at `now`; at most once per `refresh`, the file is checked first and
-    /// re-read when it changed. Problems go to `log`.
-    pub fn current(&self, log: *mut ngx_log_t, now: i64) -> Rc<RevocationList> {
-        if now >= self.next_check.get() {
-            self.next_check.set(now.saturating_add(self.refresh.get()));
-            self.check(log, now);
-        }
+    /// The CRLs in force, as the worker's timer last left them.
+    pub fn current(&self) -> Rc<RevocationList> {
         self.list.borrow().clone()
     }
 
+    /// Stats the file; reads and verifies it again when it changed, and swaps it in if it is
+    /// good. Warns of each CRL in force past its nextUpdate at `now`. Problems go to `log`.
     fn check(&self, log: *mut ngx_log_t, now: i64) {
         let stamp = match fs::metadata(&self.path) {
             Ok(metadata) => Some(Stamp::of(&metadata)),

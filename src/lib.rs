@@ -12,7 +12,8 @@
 //!   `auth_cert_handshake require`; [`alert`]: the alert of such a refusal, held until the
 //!   client's request;
 //! - [`forwarded`]: certificates forwarded by trusted peers, verified with OpenSSL;
-//! - [`crl`]: the CRL files of `auth_cert_crl`, verified with OpenSSL and re-read on change;
+//! - [`crl`]: the CRL files of `auth_cert_crl`, verified with OpenSSL and re-read on change by
+//!   a timer in each worker;
 //! - [`variables`]: `$auth_cert_*`; [`token`]: `$auth_cert_token`, the login and JWKS
 //!   handlers; [`signer`]: the token keys, loaded and signing with OpenSSL;
 //! - [`http`] and [`ex_data`]: the small helper layers over the `ngx` crate and OpenSSL.
@@ -23,7 +24,7 @@ use core::ptr;
 use auth_cert_core::directive::{Arguments, Context, Directive};
 use ngx::core::{Status, NGX_CONF_ERROR};
 use ngx::ffi::{
-    ngx_array_push, ngx_command_t, ngx_conf_t, ngx_http_handler_pt, ngx_http_module_t,
+    ngx_array_push, ngx_command_t, ngx_conf_t, ngx_cycle_t, ngx_http_handler_pt, ngx_http_module_t,
     ngx_http_phases_NGX_HTTP_ACCESS_PHASE, ngx_int_t, ngx_module_t, ngx_str_t, ngx_uint_t,
     NGX_CONF_1MORE, NGX_CONF_2MORE, NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_CONF_TAKE12,
     NGX_CONF_TAKE2, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF,
@@ -116,9 +117,12 @@ impl HttpModule for Module {
             );
             return Status::NGX_ERROR.0;
         }
-        if Module::main_conf(cf).is_some_and(|conf| conf.logout) {
-            // SAFETY: as above.
-            unsafe { session::refuse_internal_lookup(cmcf) };
+        if let Some(conf) = Module::main_conf_mut(cf) {
+            if conf.logout {
+                // SAFETY: as above.
+                unsafe { session::refuse_internal_lookup(cmcf) };
+            }
+            conf.crl.set_files(crl_files);
         }
         // SAFETY: `slot` is a fresh element of the array.
         unsafe { *slot = Some(access::access_handler) };
@@ -136,6 +140,16 @@ unsafe impl HttpModuleLocationConf for Module {
 // `zone::create_main_conf`.
 unsafe impl HttpModuleMainConf for Module {
     type MainConf = zone::MainConf;
+}
+
+/// When a process starts: the zone of its cycle, and the timer of its CRL files.
+unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
+    // SAFETY: nginx passes the cycle the process runs, after the event modules' own
+    // `init_process` (they come first in the module list), so its timers are ready.
+    unsafe {
+        crl::init_process(cycle);
+        zone::init_process(cycle)
+    }
 }
 
 /// The handler of the content handler directives (`auth_cert_login`, `auth_cert_jwks`,
@@ -259,6 +273,6 @@ pub static mut ngx_http_auth_cert_module: ngx_module_t = ngx_module_t {
     // SAFETY: nginx only reads the commands table.
     commands: unsafe { ptr::addr_of_mut!(COMMANDS[0]) },
     type_: NGX_HTTP_MODULE as _,
-    init_process: Some(zone::init_process),
+    init_process: Some(init_process),
     ..ngx_module_t::default()
 };

@@ -35,6 +35,8 @@ pub struct MainConf {
     needs_zone: Option<(&'static str, String, usize)>,
     /// Whether `auth_cert_logout` is written: sessions must then be checked at resumption.
     pub logout: bool,
+    /// The worker's timer over the `auth_cert_crl` files of the configuration.
+    pub crl: crate::crl::Refresh,
 }
 
 impl Default for MainConf {
@@ -43,6 +45,7 @@ impl Default for MainConf {
             zone: ptr::null_mut(),
             needs_zone: None,
             logout: false,
+            crl: crate::crl::Refresh::default(),
         }
     }
 }
