@@ -125,9 +125,10 @@ $pki->run_openssl("genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:3072 -out $d/
 $pki->run_openssl("genpkey -algorithm ED25519 -out $d/ed.key");
 $pki->run_openssl("rand -out $d/secret 32");
 
-# `nginx -t` on a configuration, with the FIPS configuration or without it.
+# `nginx -t` on a configuration with the FIPS configuration (the test object is passed in, as
+# to config_errors).
 sub fips_config_errors {
-	my ($name, $conf) = @_;
+	my ($t, $name, $conf) = @_;
 	local $ENV{OPENSSL_CONF} = $fips_conf;
 	return config_errors($t, $name, $conf);
 }
@@ -140,18 +141,18 @@ sub fips_config_errors {
 	$t->run();
 }
 
-$t->plan(18);
+$t->plan(20);
 
 ###############################################################################
 
 # nginx -t: Ed25519 is refused with the FIPS provider, and only with it.
 
-like(fips_config_errors('ed', $ed_conf),
+like(fips_config_errors($t, 'ed', $ed_conf),
 	qr/\[emerg\] invalid key "\Q$d\E\/ed\.key": Ed25519 is not approved by the FIPS provider OpenSSL runs with, use a P-256 or RSA key in "auth_cert_token_key" directive in \S+ed\.conf:\d+/,
 	'nginx -t: an Ed25519 key is refused under FIPS, naming the directive');
 is(config_errors($t, 'ed-nofips', $ed_conf), '',
 	'nginx -t: the same Ed25519 key passes without the FIPS provider');
-is(fips_config_errors('valid', $conf), '',
+is(fips_config_errors($t, 'valid', $conf), '',
 	'nginx -t: ES256, RS256 (2048 and 3072 bits) and HS256 keys pass under FIPS');
 
 # Tokens: signed under FIPS, verified by PyJWT and jwcrypto.
@@ -194,6 +195,21 @@ for my $version (qw/ TLSv1_2 TLSv1_3 /) {
 	my $s = connect_tls(8443, cert => 'uid', version => $version);
 	is(body(request($s, '/identity')), "identity=jdoe protocol=$name\n",
 		"$name handshake with a client certificate");
+}
+
+# Resumed sessions (a ticket in TLS 1.3, the session cache or a ticket in TLS 1.2) keep the
+# identity of the certificate.
+
+for my $version (qw/ TLSv1_2 TLSv1_3 /) {
+	(my $name = $version) =~ tr/_/./;
+	my $cache = IO::Socket::SSL::Session_Cache->new(4);
+	my $s = connect_tls(8443, cert => 'uid', version => $version, cache => $cache);
+	request($s, '/identity');
+	close $s if $s;
+	$s = connect_tls(8443, cert => 'uid', version => $version, cache => $cache);
+	my $r = body(request($s, '/identity'));
+	is(($s && $s->get_session_reused ? 'resumed ' : 'full ') . $r,
+		"resumed identity=jdoe protocol=$name\n", "$name session resumed");
 }
 
 my $s = connect_tls(8443, version => 'TLSv1_3');
