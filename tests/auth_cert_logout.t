@@ -19,7 +19,7 @@ BEGIN { use FindBin; chdir($FindBin::Bin); }
 use lib "$FindBin::Bin/support";
 use Test::Nginx;
 use PKI;
-use Test::Nginx::AuthCert qw/ cert_dir get request connect_tls status body header field
+use Test::Nginx::AuthCert qw/ cert_dir get request connect_tls s_client status body header field
 	config_errors /;
 
 ###############################################################################
@@ -154,28 +154,6 @@ sub closed {
 		$n;
 	};
 	return defined $n && $n == 0;
-}
-
-# A request by openssl s_client (GET, or method => 'POST' with an empty body; headers => a
-# header line), which offers the session of the file sess_in whatever its state: (whether the
-# session was resumed, the response).
-sub s_client {
-	my ($port, $v, $uri, %o) = @_;
-	my @args = ('-connect', '127.0.0.1:' . port($port), '-ign_eof',
-		$v eq 'TLSv1_2' ? '-tls1_2' : '-tls1_3');
-	push @args, '-cert', "$d/$o{cert}.crt", '-key', "$d/$o{cert}.key" if $o{cert};
-	push @args, '-sess_in', "$d/$o{sess_in}" if $o{sess_in};
-	push @args, '-sess_out', "$d/$o{sess_out}" if $o{sess_out};
-	my $method = $o{method} // 'GET';
-	my $body = $method eq 'POST' ? "Content-Length: 0\r\n" : '';
-	$body .= "$o{headers}\r\n" if $o{headers};
-	open my $fh, '>', "$d/request" or die "request: $!\n";
-	print $fh "$method $uri HTTP/1.0\r\nHost: localhost\r\n$body\r\n";
-	close $fh;
-	my $out = `openssl s_client @args < $d/request 2>&1`;
-	my $reused = $out =~ /^Reused,/m ? 'r' : $out =~ /^New,/m ? '.' : 'none';
-	my ($response) = $out =~ m!(HTTP/1\.1 .*)!s;
-	return ($reused, $response // '');
 }
 
 # The resumptions refused for a logout so far.

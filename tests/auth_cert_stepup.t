@@ -18,7 +18,7 @@ BEGIN { use FindBin; chdir($FindBin::Bin); }
 use lib "$FindBin::Bin/support";
 use Test::Nginx;
 use PKI;
-use Test::Nginx::AuthCert qw/ cert_dir get status body field /;
+use Test::Nginx::AuthCert qw/ cert_dir get s_client status body field /;
 
 ###############################################################################
 
@@ -144,24 +144,6 @@ $t->write_file('slow.txt', 'x' x 4000);
 $t->try_run('no auth_cert_zone')->plan(48);
 
 ###############################################################################
-
-# A request by openssl s_client, which offers the session of the file sess_in whatever its
-# state: (whether the session was resumed, the response).
-sub s_client {
-	my ($port, $v, $uri, %o) = @_;
-	my @args = ('-connect', '127.0.0.1:' . port($port), '-ign_eof',
-		$v eq 'TLSv1_2' ? '-tls1_2' : '-tls1_3');
-	push @args, '-cert', "$d/$o{cert}.crt", '-key', "$d/$o{cert}.key" if $o{cert};
-	push @args, '-sess_in', "$d/$o{sess_in}" if $o{sess_in};
-	push @args, '-sess_out', "$d/$o{sess_out}" if $o{sess_out};
-	open my $fh, '>', "$d/request" or die "request: $!\n";
-	print $fh "GET $uri HTTP/1.0\r\nHost: localhost\r\n\r\n";
-	close $fh;
-	my $out = `openssl s_client @args < $d/request 2>&1`;
-	my $reused = $out =~ /^Reused,/m ? 'r' : $out =~ /^New,/m ? '.' : 'none';
-	my ($response) = $out =~ m!(HTTP/1\.1 .*)!s;
-	return ($reused, $response // '');
-}
 
 sub refused {
 	my ($n) = body(get('/metrics')) =~

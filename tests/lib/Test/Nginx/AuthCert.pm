@@ -17,13 +17,15 @@ package Test::Nginx::AuthCert;
 #
 #   my $s = connect_tls(8443, cert => 'client', version => 'TLSv1_3', cache => $cache);
 #   my $r = request($s, '/uri');                # HTTP/1.1, the connection stays open
+#
+#   my ($reused, $r) = s_client(8443, 'TLSv1_3', '/uri', cert => 'client', sess_in => 'a');
 
 use warnings;
 use strict;
 
 use base qw/ Exporter /;
 our @EXPORT_OK = qw/
-	cert_dir get request connect_tls
+	cert_dir get request connect_tls s_client
 	status body header field
 	config_errors
 /;
@@ -124,6 +126,36 @@ sub request {
 	};
 	alarm(0);
 	return $r;
+}
+
+# One HTTP/1.0 request by the openssl command (s_client), which offers a saved session
+# whatever its state, where IO::Socket::SSL would not offer one it considers expired:
+# (whether the session was resumed: 'r', '.' for a full handshake, 'none'; the response).
+# $v is 'TLSv1_2' or 'TLSv1_3'. Options (files in the cert_dir directory):
+#   cert => NAME         the client certificate NAME
+#   sess_in => FILE      offer the session saved in FILE
+#   sess_out => FILE     save the session in FILE
+#   method => 'POST'     the method (default GET), POST with an empty body
+#   headers => 'Name: value'   one more request header line
+sub s_client {
+	my ($port, $v, $uri, %o) = @_;
+	die "s_client() without cert_dir()\n" unless defined $cert_dir;
+	my $d = $cert_dir;
+	my @args = ('-connect', '127.0.0.1:' . port($port), '-ign_eof',
+		$v eq 'TLSv1_2' ? '-tls1_2' : '-tls1_3');
+	push @args, '-cert', "$d/$o{cert}.crt", '-key', "$d/$o{cert}.key" if $o{cert};
+	push @args, '-sess_in', "$d/$o{sess_in}" if $o{sess_in};
+	push @args, '-sess_out', "$d/$o{sess_out}" if $o{sess_out};
+	my $method = $o{method} // 'GET';
+	my $extra = $method eq 'POST' ? "Content-Length: 0\r\n" : '';
+	$extra .= "$o{headers}\r\n" if $o{headers};
+	open my $fh, '>', "$d/s_client.request" or die "s_client.request: $!\n";
+	print $fh "$method $uri HTTP/1.0\r\nHost: localhost\r\n$extra\r\n";
+	close $fh;
+	my $out = `openssl s_client @args < $d/s_client.request 2>&1`;
+	my $reused = $out =~ /^Reused,/m ? 'r' : $out =~ /^New,/m ? '.' : 'none';
+	my ($response) = $out =~ m!(HTTP/1\.1 .*)!s;
+	return ($reused, $response // '');
 }
 
 # A TLS connection to 127.0.0.1:port($port), or undef (with the reason as a diagnostic).
