@@ -501,8 +501,11 @@ class NginxSide:
     def take(self, config, scenario, result):
         return check_log(self.log.take(), config, scenario, result)
 
-    def callgrind_cmd(self, listener):
-        (self.nginx.prefix / "callgrind.conf").write_text(self.conf(single_process=True))
+    def callgrind_cmd(self, listener, config):
+        """nginx as one process with this configuration's location alone: the others' start-up
+        (the CRL of identity_crl: seconds under valgrind) would only slow every session."""
+        (self.nginx.prefix / "callgrind.conf").write_text(
+            nginx_conf([config], self.ports, self.cpu, single_process=True))
         return self.nginx.cmd("callgrind.conf")
 
     def callgrind_user(self):
@@ -572,7 +575,7 @@ class Peer:
                     proc.wait()
         self.procs = {}
 
-    def callgrind_cmd(self, listener):
+    def callgrind_cmd(self, listener, config):
         self.write_conf(listener)
         return self.single_command(listener)
 
@@ -1201,7 +1204,7 @@ def callgrind_session(bench: Bench, config: Config, side, mode, listener, n, ste
     for old in out.parent.glob(f"{out.name}*"):
         old.unlink()
     port = getattr(side.ports, listener)
-    command = side.callgrind_cmd(listener)
+    command = side.callgrind_cmd(listener, config)
     prefix, options = [], []
     if user:
         # valgrind writes its output file as that user.

@@ -270,6 +270,20 @@ METHOD = """\
   streams), a new connection per request with a full handshake (server: `ssl_session_cache
   off; ssl_session_tickets off`, since oha always resumes), and a new connection per request
   with a resumed session (server: session cache on, tickets off).
+- `identity_zone` needs `auth_cert_zone` in the http block, where it would count the requests
+  of every other configuration too: it runs in a second nginx like the first (one worker on
+  the same CPU), whose servers also hold an `auth_cert_metrics` location, not requested during
+  the runs (the counting happens on every request anyway).
+- **Peers**: HAProxy and Apache do the same job on the same CPU: TLS with client certificate
+  verification, the identity from the subject into an `X-User` response header, a fixed 200
+  answer. HAProxy ({haproxy}): one thread (`nbthread 1`), `verify required`, the identity from
+  `ssl_c_s_dn(UID)`, else `ssl_c_s_dn(CN)`, answered by `http-request return`. Apache
+  ({apache}): mod_ssl and the event MPM, one process with 64 threads, `SSLVerifyClient
+  require`, `SSLUserName SSL_CLIENT_S_DN_UID`, `Header set X-User` from it, a 2-byte static
+  file. Each runs as two instances, one per listener as nginx's two servers, since both set
+  the session cache for the whole process: one with a session cache (tickets off), one
+  without resumption. They are measured over HTTP/1.1 in the keep-alive, full-handshake and
+  resumed scenarios, in the same rounds as the other configurations.
 - Each round runs every scenario over every configuration, in reverse order every other round;
   the table shows medians over rounds, and each ratio is the median of the per-round ratios to
   the baseline.
@@ -277,7 +291,12 @@ METHOD = """\
   must show the run's requests with status 200, `$ssl_client_verify` SUCCESS,
   `$auth_cert_status` ok (module configurations), no resumed session in full-handshake runs
   and resumed sessions in resumption runs. Before measuring, curl checks over HTTP/1.1 and
-  HTTP/2 that each location answers with the expected identity or token.
+  HTTP/2 that each location answers with the expected identity or token. The peers are
+  checked alike from their own counts: HAProxy's frontend counters (statistics socket:
+  responses by class, TLS sessions new and reused, failed handshakes), Apache's access log
+  (status, `SSL_SESSION_RESUMED`, `SSL_CLIENT_VERIFY`, the connection's request count; written
+  unbuffered, one write per request, since a buffered log keeps lines in each thread's buffer),
+  and curl checks that their answer carries the identity.
 - **Login**: `auth_cert_login` against nginx forwarding `$ssl_client_escaped_cert` to a Python
   service (`bench/login_service.py`: gunicorn, {login_workers} sync workers, gunicorn's advice
   of 2 × cores + 1 for the one core they share with nginx, pinned to it; `cryptography`
@@ -291,13 +310,21 @@ METHOD = """\
   module shares one parsed certificate between the connections that present the same
   certificate, the first shows the sharing and the second the worst case. The bytes added by
   the module are against the baseline of the same kind.
-- **Instructions**: nginx as a single process under `valgrind --tool=callgrind`, counting
-  instructions executed by nginx, OpenSSL and the module, free of timing noise. Per
+- **Instructions**: nginx as a single process with the measured location alone under
+  `valgrind --tool=callgrind`, counting instructions executed by nginx, OpenSSL and the
+  module, free of timing noise. Per
   keep-alive request: one connection is warmed up, the counters are zeroed, {cg_requests}
   requests are sent on it and the counters dumped. Per new connection: the same with
   {cg_connections} connections made one after the other, each a full handshake (the client
   never resumes) and one request. Per resumed connection: the same, each connection resuming
-  the session of the one before from nginx's shared session cache.
+  the session of the one before from nginx's shared session cache. HAProxy runs the same way
+  (`haproxy -db`, one thread). Apache runs as `apache2 -X` (one process), as the user it would
+  serve as, where callgrind_control cannot reach it: it is counted from start to exit twice,
+  with N and with 2N requests or connections, and the difference divided by N, which leaves
+  out start-up, warm-up and shutdown.
+- **Per token signature**: a new connection with a token configuration is a new
+  authentication and signs one token, so its instructions per new connection minus those of
+  `identity` are the cost of one signature.
 """
 
 
@@ -378,7 +405,10 @@ def write_docs(data, docs: Path, json_name):
         lines += ["## Notes", "", notes.read_text().strip(), ""]
     if data.get("failures"):
         lines += ["## Failed checks", ""] + [f"- {escape(f)}" for f in data["failures"]] + [""]
+    versions = m.get("peers") or {}
     lines.append(METHOD.format(nginx=m["nginx"], server_cpu=s["server_cpu"],
+                               haproxy=versions.get("haproxy", "not measured"),
+                               apache=versions.get("apache", "not measured"),
                                client_cpu=s["client_cpu"], login_workers=s["login_workers"],
                                connections=s["idle_connections"],
                                cg_requests=cg_count(data, "request"),
