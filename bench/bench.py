@@ -1,9 +1,11 @@
-"""The benchmark behind scripts/bench: the module against plain nginx and a Python login service.
+"""The benchmark behind scripts/bench: the module against plain nginx, against HAProxy and Apache
+doing the same job, and against a Python login service.
 
 Run through scripts/bench, which builds what this needs and passes it in the environment:
 NGINX_BIN, MODULE_SO, OHA (unless --client curl), BENCH_PYTHON (venv python with gunicorn,
-cryptography and PyJWT). Everything runs on 127.0.0.1; the nginx worker (and the Python
-service) run on BENCH_SERVER_CPU, the load generator on BENCH_CLIENT_CPU.
+cryptography and PyJWT); haproxy and apache2 from Debian's packages. Everything runs on
+127.0.0.1; the nginx workers, the peers (and the Python service) run on BENCH_SERVER_CPU, the
+load generator on BENCH_CLIENT_CPU.
 """
 
 import argparse
