@@ -1,9 +1,11 @@
-"""The benchmark behind scripts/bench: the module against plain nginx and a Python login service.
+"""The benchmark behind scripts/bench: the module against plain nginx, against HAProxy and Apache
+doing the same job, and against a Python login service.
 
 Run through scripts/bench, which builds what this needs and passes it in the environment:
 NGINX_BIN, MODULE_SO, OHA (unless --client curl), BENCH_PYTHON (venv python with gunicorn,
-cryptography and PyJWT). Everything runs on 127.0.0.1; the nginx worker (and the Python
-service) run on BENCH_SERVER_CPU, the load generator on BENCH_CLIENT_CPU.
+cryptography and PyJWT); haproxy and apache2 from Debian's packages. Everything runs on
+127.0.0.1; the nginx workers, the peers (and the Python service) run on BENCH_SERVER_CPU, the
+load generator on BENCH_CLIENT_CPU.
 """
 
 import argparse
@@ -44,6 +46,14 @@ class Config:
     expect: str
     module: bool = True
     proxy: bool = False
+    # Which server answers: "nginx", "nginx_zone" (a second nginx, for directives of the http
+    # block that would change the other configurations) or a peer ("haproxy", "apache").
+    server: str = "nginx"
+    # http-level directives, and lines added to each server block (nginx only).
+    http: str = ""
+    server_lines: str = ""
+    # The scenarios measured (None: all).
+    scenarios: tuple = None
 
 
 IDENTITY_HEADER = "X-Identity"
@@ -64,6 +74,14 @@ CONFIGS = [
     Config("identity_crl", f"auth_cert on + auth_cert_crl ({CRL_ENTRIES:,} revoked serials)",
            "auth_cert on;\nauth_cert_crl pki/crl.pem;",
            IDENTITY_HEADER, "$auth_cert_identity", r"^alice$"),
+    # The zone and metrics: every request is counted in the shared zone (the metrics location
+    # is not requested during the runs). The zone is of the http block and so would count the
+    # other configurations' requests too: it runs in a second nginx.
+    Config("identity_zone", "auth_cert on + auth_cert_zone and an auth_cert_metrics location",
+           "auth_cert on;", IDENTITY_HEADER, "$auth_cert_identity", r"^alice$",
+           server="nginx_zone", http="auth_cert_zone auth_cert_bench:1m;",
+           server_lines="location = /metrics {\n    auth_cert_metrics;\n    allow 127.0.0.1;\n"
+                        "    deny all;\n}"),
     Config("policy", "auth_cert on + EKU, policy OID, identity regex",
            "auth_cert on;\nauth_cert_eku clientAuth;\n"
            f"auth_cert_policy {POLICY_OID};\nauth_cert_identity uid cn;\n"
@@ -75,6 +93,20 @@ CONFIGS = [
            "X-Token", "$auth_cert_token", r"^eyJ[\w-]+\.eyJ[\w-]+\.[\w-]+$")
     for alg in ("ES256", "EdDSA", "RS256")
 ]
+# The same job done by other servers (identity, UID else CN, in a response header, after TLS
+# client certificate verification), on the same core: see HAProxy and Apache below.
+PEER_SCENARIOS = ("h1_keepalive", "full_handshake", "resumed")
+PEER_CONFIGS = [
+    Config("haproxy", "HAProxy: verify required, ssl_c_s_dn(UID) else (CN) into X-User, "
+           "http-request return 200", "", "X-User", "", r"^alice$", module=False,
+           server="haproxy", scenarios=PEER_SCENARIOS),
+    Config("apache", "Apache mod_ssl: SSLVerifyClient require, SSLUserName SSL_CLIENT_S_DN_UID, "
+           "Header set X-User, a static file", "", "X-User", "", r"^alice$", module=False,
+           server="apache", scenarios=PEER_SCENARIOS),
+]
+PEERS = [c.name for c in PEER_CONFIGS]
+# The module's configuration compared with the peers.
+PEER_REFERENCE = "identity"
 LOGIN_CONFIGS = [
     Config("login_python", "nginx + Python login service (gunicorn, cryptography, PyJWT)",
            "proxy_set_header X-Client-Cert $ssl_client_escaped_cert;\n"
@@ -107,16 +139,23 @@ SCENARIOS = [
 ]
 LOGIN_SCENARIOS = ["h1_keepalive", "full_handshake"]
 
-KEEPALIVE_TARGETS = {"identity": 0.98, "identity_age": 0.98, "policy": 0.97,
+KEEPALIVE_TARGETS = {"identity": 0.98, "identity_age": 0.98, "identity_crl": 0.98,
+                     "identity_zone": 0.97, "policy": 0.97,
                      "token_es256": 0.97, "token_eddsa": 0.97, "token_rs256": 0.97}
 HANDSHAKE_TARGETS = {"identity": 0.97, "identity_age": 0.97, "policy": 0.97}
 TARGETS = {
     "h1_keepalive": KEEPALIVE_TARGETS,
     "h2_keepalive": KEEPALIVE_TARGETS,
-    "full_handshake": HANDSHAKE_TARGETS,
-    "resumed": HANDSHAKE_TARGETS,
+    # A full handshake with a token is a new authentication: it signs a token.
+    "full_handshake": {**HANDSHAKE_TARGETS, "token_es256": 0.95, "token_eddsa": 0.93,
+                       "token_rs256": 0.60},
+    # A resumed session keeps its authentication, and its token from the cache.
+    "resumed": {**HANDSHAKE_TARGETS, "token_es256": 0.97, "token_eddsa": 0.97,
+                "token_rs256": 0.97},
 }
-LOGIN_TARGET = 20.0
+# login_module against login_python. With a new connection per login both pay a full handshake,
+# which bounds the ratio (bench/NOTES.md).
+LOGIN_TARGETS = {"h1_keepalive": 20.0, "full_handshake": 2.0}
 MEMORY_TARGET = 1024  # bytes per connection added by the module
 # The memory test's kinds (report.MEMORY_KINDS names them): every connection presents the same
 # client certificate, which the module may parse once for all of them, or each its own, the
@@ -320,8 +359,10 @@ def location(config: Config, ports: Ports):
 def nginx_conf(configs, ports: Ports, cpu: int, single_process=False):
     affinity = "1" + "0" * cpu
     servers = []
+    http_lines = "".join(dict.fromkeys(f"    {c.http}\n" for c in configs if c.http))
+    extra = "\n".join(dict.fromkeys(c.server_lines for c in configs if c.server_lines))
     for port, cache in ((ports.cached, "shared:bench:10m"), (ports.full, "off")):
-        locations = "\n".join(location(c, ports) for c in configs)
+        locations = "\n".join([location(c, ports) for c in configs] + ([extra] if extra else []))
         servers.append(f"""
     server {{
         listen 127.0.0.1:{port} ssl;
@@ -354,7 +395,7 @@ http {{
     access_log off;
     keepalive_timeout 600s;
     keepalive_requests 100000000;
-{''.join(servers)}
+{http_lines}{''.join(servers)}
 }}
 """
 
@@ -431,6 +472,320 @@ def rss_bytes(pid):
 
 
 # ---------------------------------------------------------------------------------------------
+# The servers that answer the configurations: nginx with the module, a second nginx with a zone,
+# and the peers. Each has a listener with a session cache and no tickets ("cached") and one
+# without any resumption ("full"), and says what it saw during a run.
+
+
+class NginxSide:
+    http2 = True
+
+    def __init__(self, name, nginx: Nginx, ports: Ports, cpu):
+        self.name, self.nginx, self.ports, self.cpu = name, nginx, ports, cpu
+        self.configs = []
+        self.log = AccessLog(nginx.prefix / "logs" / "access.log")
+
+    def conf(self, single_process=False):
+        return nginx_conf(self.configs, self.ports, self.cpu, single_process)
+
+    def start(self):
+        worker = self.nginx.start(self.conf())
+        affinity = run(["taskset", "-pc", str(worker)]).stdout.strip()
+        print(f"  {self.name} worker {worker}: {affinity}")
+        self.log.take()
+
+    def stop(self):
+        self.nginx.stop()
+
+    def begin(self, scenario):
+        pass
+
+    def take(self, config, scenario, result):
+        return check_log(self.log.take(), config, scenario, result)
+
+    def callgrind_cmd(self, listener, config):
+        """nginx as one process with this configuration's location alone: the others' start-up
+        (the CRL of identity_crl: seconds under valgrind) would only slow every session."""
+        (self.nginx.prefix / "callgrind.conf").write_text(
+            nginx_conf([config], self.ports, self.cpu, single_process=True))
+        return self.nginx.cmd("callgrind.conf")
+
+    def callgrind_user(self):
+        return None
+
+
+def check_counts(scenario: Scenario, result, requests, connections, resumed):
+    """The checks of check_log that a peer's log or counters allow."""
+    problems = []
+    served = sum(result["statuses"].values())
+    if requests < served:
+        problems.append(f"server counted {requests} requests, the client {served}")
+    if scenario.name == "full_handshake" and resumed:
+        problems.append(f"{resumed} resumed sessions in a full-handshake run")
+    if scenario.name == "resumed" and resumed < 0.5 * (connections - CLIENT_CONNECTIONS):
+        problems.append(f"only {resumed} of {connections} connections resumed")
+    if scenario.new_connections and requests and connections < 0.9 * requests:
+        problems.append(f"{requests} requests over only {connections} connections")
+    return problems
+
+
+class Peer:
+    """Another server doing the module's `identity` job on the same core: two instances, one
+    per listener, since both peers set their session cache for the whole process."""
+
+    http2 = False
+    binary = ""
+
+    def __init__(self, name, work: Path, pki: Path, cpu):
+        self.name, self.pki, self.cpu = name, pki, cpu
+        self.dir = work / name
+        self.ports = Ports(cached=free_port(), full=free_port(), login=0)
+        self.procs = {}
+
+    def available(self):
+        return None if shutil.which(self.binary) else f"{self.binary} is not installed"
+
+    def port(self, listener):
+        return getattr(self.ports, listener)
+
+    def write_conf(self, listener):
+        self.dir.mkdir(exist_ok=True)
+        path = self.dir / f"{listener}.conf"
+        path.write_text(self.conf(listener))
+        return path
+
+    def start(self):
+        for listener in ("cached", "full"):
+            self.write_conf(listener)
+            out = open(self.dir / f"{listener}.out", "w")
+            proc = subprocess.Popen(["taskset", "-c", str(self.cpu), *self.command(listener)],
+                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            self.procs[listener] = proc
+            wait_port(self.port(listener), alive=proc)
+        print(f"  {self.name}: " + ", ".join(
+            f"{listener} {proc.pid} ({run(['taskset', '-pc', str(proc.pid)]).stdout.strip()})"
+            for listener, proc in self.procs.items()))
+
+    def stop(self):
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        self.procs = {}
+
+    def callgrind_cmd(self, listener, config):
+        self.write_conf(listener)
+        return self.single_command(listener)
+
+    def callgrind_user(self):
+        """The user to run valgrind as, when not the current one."""
+        return None
+
+
+class HAProxy(Peer):
+    """One thread; the identity from the verified certificate's subject, UID else CN; the
+    answer from `http-request return`. Counts from its stats socket."""
+
+    binary = "haproxy"
+
+    def conf(self, listener):
+        pem = self.dir / "server.pem"
+        pem.write_text((self.pki / "server.crt").read_text() + (self.pki / "server.key").read_text())
+        # The session cache is of the process: 0 turns it off; tickets are off on both.
+        cache = 20000 if listener == "cached" else 0
+        return f"""global
+    nbthread 1
+    cpu-map 1/1 {self.cpu}
+    maxconn 4096
+    tune.ssl.cachesize {cache}
+    stats socket {self.dir}/{listener}.sock mode 600 level user
+
+defaults
+    mode http
+    timeout client 600s
+    timeout http-request 30s
+    timeout http-keep-alive 600s
+
+frontend bench
+    bind 127.0.0.1:{self.port(listener)} ssl crt {pem} ca-file {self.pki}/ca.crt verify required no-tls-tickets alpn http/1.1
+    http-request set-var(txn.user) ssl_c_s_dn(UID)
+    http-request set-var(txn.user) ssl_c_s_dn(CN) if !{{ var(txn.user) -m found }}
+    http-request return status 200 content-type text/plain string "ok" hdr X-User "%[var(txn.user)]"
+"""
+
+    def command(self, listener):
+        return ["haproxy", "-db", "-f", str(self.dir / f"{listener}.conf")]
+
+    single_command = command
+
+    def version(self):
+        return run(["haproxy", "-v"]).stdout.splitlines()[0].split(" - ")[0]
+
+    def stats(self, listener):
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.connect(str(self.dir / f"{listener}.sock"))
+            sock.sendall(b"show stat\n")
+            out = b""
+            while chunk := sock.recv(65536):
+                out += chunk
+        lines = out.decode().splitlines()
+        head = lines[0].lstrip("# ").split(",")
+        for line in lines[1:]:
+            row = dict(zip(head, line.split(",")))
+            if row.get("pxname") == "bench" and row.get("svname") == "FRONTEND":
+                return {k: int(v) for k, v in row.items() if v.isdigit()}
+        raise BenchError(f"haproxy {listener}: no frontend in its stats")
+
+    def begin(self, scenario):
+        self.listener = scenario.port
+        self.before = self.stats(self.listener)
+
+    def take(self, config, scenario, result):
+        """The frontend's counters over the run, once they stop moving (the requests in
+        flight at the client's deadline)."""
+        deadline = time.monotonic() + 120
+        after = self.stats(self.listener)
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            now = self.stats(self.listener)
+            if now == after:
+                break
+            after = now
+        d = {k: after.get(k, 0) - self.before.get(k, 0) for k in after}
+        statuses = {f"{k[-3:]}": d[k] for k in ("hrsp_1xx", "hrsp_2xx", "hrsp_3xx", "hrsp_4xx",
+                                                "hrsp_5xx", "hrsp_other") if d.get(k)}
+        # ssl_sess counts the new sessions (full handshakes), ssl_reused_sess the others.
+        summary = {"lines": d.get("req_tot", 0),
+                   "connections": d.get("ssl_sess", 0) + d.get("ssl_reused_sess", 0),
+                   "resumed": d.get("ssl_reused_sess", 0), "statuses": statuses,
+                   "failed_handshakes": d.get("ssl_failed_handshake", 0)}
+        problems = check_counts(scenario, result, summary["lines"], summary["connections"],
+                                summary["resumed"])
+        in_flight = result.get("aborted_at_deadline", 0) + 64
+        bad = sum(v for k, v in statuses.items() if k != "2xx")
+        if bad > in_flight:
+            problems.append(f"server answered {statuses}")
+        if summary["failed_handshakes"] > in_flight:
+            problems.append(f"{summary['failed_handshakes']} failed handshakes")
+        return summary, problems
+
+
+APACHE_MODULES = "/usr/lib/apache2/modules"
+
+
+class Apache(Peer):
+    """Apache 2.4 with mod_ssl, event MPM: one process with threads; the identity from
+    SSLUserName (the subject's UID) into a response header, a static file as the answer.
+    Counts from its access log, which it writes unbuffered (a buffered one keeps lines in each
+    thread's buffer until it fills)."""
+
+    binary = "apache2"
+    # Apache started as root serves as this user. Under valgrind it must run as that user from
+    # the start: valgrind's channel to callgrind_control, made by root, is closed to the user
+    # Apache would switch to.
+    USER = "www-data"
+
+    def conf(self, listener):
+        d = self.dir
+        docs = d / "docs"
+        docs.mkdir(exist_ok=True)
+        (docs / "apache").write_text("ok")
+        (d / f"run-{listener}").mkdir(exist_ok=True)
+        for name in ("server.crt", "server.key"):
+            shutil.copyfile(self.pki / name, d / name)
+        os.chmod(d / "server.key", 0o600)
+        if os.geteuid() == 0:
+            for path in [d, *d.rglob("*")]:
+                shutil.chown(path, self.USER, self.USER)
+        cache = f"shmcb:{d}/run-{listener}/ssl-cache(1048576)" if listener == "cached" else "none"
+        user = f"User {self.USER}\nGroup {self.USER}\n" if os.geteuid() == 0 else ""
+        modules = "".join(f"LoadModule {m}_module {APACHE_MODULES}/mod_{f}.so\n" for m, f in (
+            ("mpm_event", "mpm_event"), ("ssl", "ssl"), ("headers", "headers"),
+            ("socache_shmcb", "socache_shmcb"), ("authz_core", "authz_core"),
+            ("authn_core", "authn_core")))
+        return f"""{modules}ServerName localhost
+{user}PidFile {d}/{listener}.pid
+DefaultRuntimeDir {d}/run-{listener}
+ErrorLog {d}/{listener}-error.log
+LogLevel warn
+StartServers 1
+ServerLimit 1
+ThreadsPerChild 64
+ThreadLimit 64
+MaxRequestWorkers 64
+MinSpareThreads 1
+MaxSpareThreads 128
+MaxConnectionsPerChild 0
+KeepAlive On
+MaxKeepAliveRequests 0
+KeepAliveTimeout 600
+Listen 127.0.0.1:{self.port(listener)} https
+SSLSessionCache {cache}
+SSLSessionCacheTimeout 600
+LogFormat "%U %>s %{{SSL_SESSION_RESUMED}}x %{{SSL_CLIENT_VERIFY}}x %k" bench
+DocumentRoot {docs}
+<Directory {docs}>
+    Require all granted
+</Directory>
+<VirtualHost 127.0.0.1:{self.port(listener)}>
+    SSLEngine on
+    SSLCertificateFile {d}/server.crt
+    SSLCertificateKeyFile {d}/server.key
+    SSLCACertificateFile {self.pki}/ca.crt
+    SSLVerifyClient require
+    SSLSessionTickets off
+    SSLUserName SSL_CLIENT_S_DN_UID
+    Header always set X-User "expr=%{{REMOTE_USER}}"
+    CustomLog {d}/{listener}-access.log bench
+</VirtualHost>
+"""
+
+    def command(self, listener):
+        return ["apache2", "-f", str(self.dir / f"{listener}.conf"), "-d", str(self.dir),
+                "-DFOREGROUND"]
+
+    def single_command(self, listener):
+        return ["apache2", "-X", "-f", str(self.dir / f"{listener}.conf"), "-d", str(self.dir)]
+
+    def callgrind_user(self):
+        return self.USER if os.geteuid() == 0 else None
+
+    def version(self):
+        return run(["apache2", "-v"]).stdout.splitlines()[0].split(": ", 1)[-1]
+
+    def begin(self, scenario):
+        self.log = AccessLog(self.dir / f"{scenario.port}-access.log")
+        self.log.take()
+
+    def take(self, config, scenario, result):
+        lines = [line.split() for line in self.log.take()]
+        mine = [f for f in lines if len(f) == 5 and f[0] == f"/{config.name}"]
+        problems = []
+        if len(mine) != len(lines):
+            problems.append(f"{len(lines) - len(mine)} log lines for other paths")
+        statuses, verify = {}, {}
+        for f in mine:
+            statuses[f[1]] = statuses.get(f[1], 0) + 1
+            verify[f[3]] = verify.get(f[3], 0) + 1
+        # %k: the number of earlier requests on the connection.
+        connections = sum(f[4] == "0" for f in mine)
+        resumed = sum(f[4] == "0" and f[2] == "Resumed" for f in mine)
+        summary = {"lines": len(mine), "connections": connections, "resumed": resumed,
+                   "statuses": statuses}
+        problems += check_counts(scenario, result, len(mine), connections, resumed)
+        in_flight = result.get("aborted_at_deadline", 0) + 64
+        if sum(v for k, v in statuses.items() if k != "200") > in_flight:
+            problems.append(f"server logged statuses {statuses}")
+        if set(verify) - {"SUCCESS"}:
+            problems.append(f"certificate verification in the log: {verify}")
+        return summary, problems
+
+
+# ---------------------------------------------------------------------------------------------
 # Checks that a configuration does what it claims, before measuring it
 
 
@@ -442,10 +797,10 @@ def curl(pki: Path, url, http2=False):
     return result.returncode, result.stdout + result.stderr
 
 
-def check_config(config: Config, pki: Path, ports: Ports):
+def check_config(config: Config, pki: Path, ports: Ports, h2=True):
     """None when every listener answers this location as expected, else what went wrong."""
     for port in (ports.cached, ports.full):
-        for http2 in (False, True):
+        for http2 in (False, True) if h2 else (False,):
             rc, out = curl(pki, f"https://127.0.0.1:{port}/{config.name}", http2)
             head, _, body = out.replace("\r\n", "\n").partition("\n\n")
             status = re.match(r"HTTP/\S+ (\d+)", head)
@@ -669,13 +1024,20 @@ class Bench:
     ports: Ports
     loader: object
     nginx: Nginx
+    servers: dict = field(default_factory=dict)
     available: list = field(default_factory=list)
     runs: list = field(default_factory=list)
     failures: list = field(default_factory=list)
 
-    def one_run(self, config: Config, scenario: Scenario, round_no, log: AccessLog):
-        port = self.ports.full if scenario.port == "full" else self.ports.cached
+    def nginx_configs(self):
+        """The configurations of the main nginx."""
+        return [c for c in self.available if c.server == "nginx"]
+
+    def one_run(self, config: Config, scenario: Scenario, round_no):
+        side = self.servers[config.server]
+        port = side.ports.full if scenario.port == "full" else side.ports.cached
         url = f"https://127.0.0.1:{port}/{config.name}"
+        side.begin(scenario)
         out = self.work / "runs" / f"{len(self.runs):04}-{config.name}-{scenario.name}.json"
         record = {"config": config.name, "scenario": scenario.name, "round": round_no}
         try:
@@ -690,7 +1052,10 @@ class Bench:
             problems.append(f"non-200 statuses {statuses}")
         if record["errors"]:
             problems.append(f"errors {record['errors']}")
-        record["server_log"], log_problems = check_log(log.take(), config, scenario, record)
+        try:
+            record["server_log"], log_problems = side.take(config, scenario, record)
+        except (BenchError, OSError) as e:
+            record["server_log"], log_problems = {}, [f"server counts: {e}"]
         problems += log_problems
         record["problems"] = problems
         mark = "FAILED: " + "; ".join(problems) if problems else "ok"
@@ -704,7 +1069,7 @@ class Bench:
         self.runs.append(record)
         return record
 
-    def throughput(self, configs, scenarios, log):
+    def throughput(self, configs, scenarios):
         """Rounds of A/B/A/B runs: the reference (first configuration) runs before and after
         every other configuration, whose ratio is to the mean of the two reference runs around
         it; the order of the others flips every round, so that a drift of the machine hits all
@@ -716,8 +1081,9 @@ class Bench:
             for scenario in scenarios:
                 sequence = [reference]
                 for config in order:
-                    sequence += [config, reference]
-                records = [self.one_run(config, scenario, round_no, log) for config in sequence]
+                    if config.scenarios is None or scenario.name in config.scenarios:
+                        sequence += [config, reference]
+                records = [self.one_run(config, scenario, round_no) for config in sequence]
                 for i, record in enumerate(records):
                     if record["config"] == reference.name:
                         continue
@@ -751,7 +1117,7 @@ def memory_one(bench: Bench, config: Config, kind, cpu, round_no):
         mode, cert = "idle", bench.pki / "client.crt"
     else:
         mode, cert = "idle-many", bench.pki / "many"
-    worker = bench.nginx.start(nginx_conf(bench.available, bench.ports, cpu))
+    worker = bench.nginx.start(nginx_conf(bench.nginx_configs(), bench.ports, cpu))
     client = None
     try:
         for _ in range(3):
@@ -795,35 +1161,66 @@ def measure_callgrind(bench: Bench, configs, cpu):
     warms up, the counters are zeroed, N requests or connections are made, the counters are
     dumped: start-up and shutdown stay outside the window."""
     results = []
-    for kind, mode, port, n in (
-            ("request", "serial", bench.ports.full, bench.args.callgrind_requests),
-            ("connection", "connections", bench.ports.full, bench.args.callgrind_connections),
-            ("resumed connection", "resumed", bench.ports.cached,
-             bench.args.callgrind_connections)):
+    for kind, mode, listener, n in (
+            ("request", "serial", "full", bench.args.callgrind_requests),
+            ("connection", "connections", "full", bench.args.callgrind_connections),
+            ("resumed connection", "resumed", "cached", bench.args.callgrind_connections)):
         for config in configs:
             try:
-                results.append(callgrind_one(bench, config, cpu, kind, mode, port, n))
+                results.append(callgrind_one(bench, config, cpu, kind, mode, listener, n))
             except (BenchError, subprocess.CalledProcessError) as e:
                 warn(f"callgrind {config.name} per {kind} FAILED: {e}")
                 bench.failures.append(f"callgrind {config.name} per {kind}: {e}")
     return results
 
 
-def callgrind_one(bench: Bench, config: Config, cpu, kind, mode, port, n):
-    out = bench.work / "callgrind" / f"{config.name}-{kind.replace(' ', '-')}.out"
+def callgrind_one(bench: Bench, config: Config, cpu, kind, mode, listener, n):
+    """Instructions per `kind` of one configuration. Where callgrind_control cannot reach the
+    server (Apache: see Apache), the count of a session with 2n requests or connections minus
+    that of one with n, each session counted from start to exit: what is not per request
+    (start-up, warm-up, shutdown) cancels."""
+    side = bench.servers[config.server]
+    user = side.callgrind_user()
+    stem = f"{config.name}-{kind.replace(' ', '-')}"
+    if not user:
+        total, profile = callgrind_session(bench, config, side, mode, listener, n, stem, None)
+    else:
+        first, _ = callgrind_session(bench, config, side, mode, listener, n, f"{stem}-n", user)
+        second, profile = callgrind_session(bench, config, side, mode, listener, 2 * n,
+                                            f"{stem}-2n", user)
+        total = second - first
+    print(f"  {config.name:13} {total / n:10.0f} instructions per {kind} "
+          f"({n} {kind}s)", flush=True)
+    return {"config": config.name, "kind": kind, "count": n, "instructions": total,
+            "instructions_per": total / n, "profile": str(profile.relative_to(ROOT)),
+            "method": "difference" if user else "window"}
+
+
+def callgrind_session(bench: Bench, config: Config, side, mode, listener, n, stem, user):
+    """One server under callgrind, a client making n requests or connections. Without `user`:
+    counters zeroed after the client's warm-up and dumped after its n, with callgrind_control;
+    with `user`: the server runs as that user without a channel for callgrind_control, and is
+    counted whole, until it exits. Returns the count and the profile."""
+    out = bench.work / "callgrind" / f"{stem}.out"
     out.parent.mkdir(exist_ok=True)
     for old in out.parent.glob(f"{out.name}*"):
         old.unlink()
-    conf = nginx_conf(bench.available, bench.ports, cpu, single_process=True)
-    (bench.work / "callgrind.conf").write_text(conf)
+    port = getattr(side.ports, listener)
+    command = side.callgrind_cmd(listener, config)
+    prefix, options = [], []
+    if user:
+        # valgrind writes its output file as that user.
+        shutil.chown(out.parent, user)
+        prefix = ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups"]
+        options = ["--vgdb=no"]
     proc = subprocess.Popen(
-        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-         *bench.nginx.cmd("callgrind.conf")],
+        [*prefix, "valgrind", "--tool=callgrind", *options, f"--callgrind-out-file={out}",
+         *command],
         stdout=subprocess.DEVNULL,
         stderr=open(bench.work / "logs" / f"valgrind-{out.stem}.log", "w"))
     client = None
     try:
-        wait_port(bench.ports.full, timeout=300, alive=proc)
+        wait_port(port, timeout=300, alive=proc)
         client = subprocess.Popen(
             [sys.executable, str(HERE / "client.py"), mode, str(n), "127.0.0.1",
              str(port), f"/{config.name}", str(bench.pki / "ca.crt"),
@@ -831,35 +1228,35 @@ def callgrind_one(bench: Bench, config: Config, cpu, kind, mode, port, n):
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         if client.stdout.readline().strip() != "warm":
             raise BenchError(f"callgrind client for /{config.name} failed")
-        run(["callgrind_control", "--zero", str(proc.pid)])
+        if not user:
+            run(["callgrind_control", "--zero", str(proc.pid)])
         client.stdin.write("go\n")
         client.stdin.flush()
         if client.stdout.readline().strip() != "done":
             raise BenchError(f"callgrind client for /{config.name} failed")
-        run(["callgrind_control", "--dump", str(proc.pid)])
+        if not user:
+            run(["callgrind_control", "--dump", str(proc.pid)])
         client.stdin.close()
         client.wait(timeout=60)
     finally:
         if client and client.poll() is None:
             client.kill()
-        # The counters are dumped already: stop at once, and for good before the next start,
-        # which needs the port.
+        # With callgrind_control, the counters are dumped already: stop at once, and for good
+        # before the next start, which needs the port. Without, callgrind writes them at exit.
         proc.terminate()
         try:
-            proc.wait(timeout=15)
+            proc.wait(timeout=60 if user else 15)
         except subprocess.TimeoutExpired:
-            warn("nginx under valgrind ignored SIGTERM for 15 s: killing it")
+            warn(f"{config.server} under valgrind ignored SIGTERM: killing it")
             proc.kill()
             proc.wait()
-    dumps = sorted(out.parent.glob(f"{out.name}.*"))
-    if not dumps:
+    dumps = [out] if user else sorted(out.parent.glob(f"{out.name}.*"))
+    if not dumps or not dumps[0].exists():
         raise BenchError(f"callgrind wrote no dump for /{config.name}")
-    total = int(re.search(r"^(?:summary|totals): (\d+)", dumps[0].read_text(), re.M).group(1))
-    print(f"  {config.name:13} {total / n:10.0f} instructions per {kind} "
-          f"({n} {kind}s)", flush=True)
-    return {"config": config.name, "kind": kind, "count": n, "instructions": total,
-            "instructions_per": total / n,
-            "profile": str(dumps[0].relative_to(ROOT))}
+    found = re.search(r"^(?:summary|totals): (\d+)", dumps[0].read_text(), re.M)
+    if not found:
+        raise BenchError(f"callgrind's dump for /{config.name} has no total")
+    return int(found.group(1)), dumps[0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -920,7 +1317,7 @@ def summarize(data):
                 row["ratio"] = statistics.median(ratios)
                 row["ratio_range"] = [min(ratios), max(ratios)]
                 row["ratio_to"] = reference
-            target = LOGIN_TARGET if config == "login_module" else \
+            target = LOGIN_TARGETS.get(scenario) if config == "login_module" else \
                 TARGETS.get(scenario, {}).get(config)
             if target is not None:
                 row["target"] = target
@@ -931,8 +1328,17 @@ def summarize(data):
                         ref_p99 = statistics.median(b["p99_ms"] for b in ref)
                         row["p99_no_worse"] = row["p99_ms"] <= ref_p99
                         row["met"] = row["met"] and row["p99_no_worse"]
+        if config in PEERS and ok:
+            # The module's identity configuration against this peer, round by round.
+            mine = {r["round"]: r["rps"] for r in by.get((PEER_REFERENCE, scenario), [])
+                    if not r["problems"] and r["rps"]}
+            ratios = [mine[r["round"]] / r["rps"] for r in ok if r["round"] in mine and r["rps"]]
+            if ratios:
+                row["reference_to_peer"] = statistics.median(ratios)
+                row["reference_to_peer_range"] = [min(ratios), max(ratios)]
         rows.append(row)
     data["summary"] = rows
+    data["peer_reference"] = PEER_REFERENCE
     memory = {}
     for m in data.get("memory") or []:
         # Results from before the certificate per connection have no kind.
@@ -1011,6 +1417,19 @@ def main():
     else:
         loader = Curl(pki, client_cpu)
     bench = Bench(args, work, pki, ports, loader, nginx)
+    # The second nginx (configurations with http-level directives), on its own prefix.
+    zone_prefix = work / "zone"
+    (zone_prefix / "logs").mkdir(parents=True)
+    for d in ("pki", "keys"):
+        (zone_prefix / d).symlink_to(work / d)
+    zone_nginx = Nginx(zone_prefix)
+    bench.servers = {
+        "nginx": NginxSide("nginx", nginx, ports, server_cpu),
+        "nginx_zone": NginxSide("nginx_zone", zone_nginx,
+                                Ports(cached=free_port(), full=free_port(), login=0), server_cpu),
+        "haproxy": HAProxy("haproxy", work, pki, server_cpu),
+        "apache": Apache("apache", work, pki, server_cpu),
+    }
     login = LoginService(work, ports.login, server_cpu, workers=int(
         os.environ.get("BENCH_LOGIN_WORKERS", "3")))
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -1027,14 +1446,19 @@ def main():
     }
     wanted = lambda c: not args.only or c.name in args.only or c.name == "baseline"
 
-    say("checking every configuration with nginx -t")
-    for config in CONFIGS + LOGIN_CONFIGS:
+    say("checking every configuration with nginx -t (the peers: that they are installed)")
+    for config in CONFIGS + PEER_CONFIGS + LOGIN_CONFIGS:
         if config in LOGIN_CONFIGS and "login" in args.skip or not wanted(config) \
                 and config not in LOGIN_CONFIGS:
             continue
-        error = nginx.test(nginx_conf([config], ports, server_cpu), config.name)
+        if config in PEER_CONFIGS:
+            error = bench.servers[config.server].available()
+        else:
+            error = nginx.test(nginx_conf([config], ports, server_cpu), config.name)
         data["configs"][config.name] = {"title": config.title,
                                         "directives": config.directives.format(login_port="…"),
+                                        "http": config.http, "server": config.server,
+                                        "peer": config in PEER_CONFIGS,
                                         "available": error is None, "error": error}
         if error:
             warn(f"{config.name}: NOT AVAILABLE in this build: {error}")
@@ -1046,37 +1470,53 @@ def main():
 
     data["machine"] = machine_info(loader, nginx.bin, login.versions()
                                    if os.environ.get("BENCH_PYTHON") else "")
+    data["machine"]["peers"] = {c.name: bench.servers[c.server].version()
+                                for c in bench.available if c in PEER_CONFIGS}
     results_file = ROOT / "target" / "bench" / f"{stamp}{'-quick' if quick else ''}.json"
     try:
         login_needed = "login" not in args.skip and any(
             c.proxy for c in bench.available)
         if login_needed:
             login.start()
-        worker = nginx.start(nginx_conf(bench.available, ports, server_cpu))
-        affinity = run(["taskset", "-pc", str(worker)]).stdout.strip()
-        print(f"  nginx worker {worker}: {affinity}")
+        for side in bench.servers.values():
+            side.configs = [c for c in bench.available if c.server == side.name]
+        for name, side in bench.servers.items():
+            if not side.configs:
+                continue
+            try:
+                side.start()
+            except (BenchError, subprocess.CalledProcessError, OSError) as e:
+                if name == "nginx":
+                    raise
+                side.stop()
+                warn(f"{name} DOES NOT START: {e}")
+                for config in side.configs:
+                    data["configs"][config.name].update(available=False, error=f"{e}")
+                    bench.failures.append(f"{config.name}: {name} does not start: {e}")
+                    bench.available.remove(config)
         say("checking that every configuration answers as it should (curl, HTTP/1.1 and 2)")
         for config in list(bench.available):
-            problem = check_config(config, pki, ports)
+            side = bench.servers[config.server]
+            problem = check_config(config, pki, side.ports, side.http2)
             if problem:
                 warn(f"{config.name}: FAILS ITS CHECK, not measured: {problem}")
                 data["configs"][config.name].update(available=False, error=problem)
                 bench.failures.append(f"{config.name}: {problem}")
                 bench.available.remove(config)
-        log = AccessLog(work / "logs" / "access.log")
-        log.take()
-        plain = [c for c in bench.available if c in CONFIGS]
+        bench.servers["nginx"].log.take()
+        plain = [c for c in bench.available if c in CONFIGS + PEER_CONFIGS]
         if "throughput" not in args.skip:
             say(f"throughput: {len(plain)} configurations x {len(SCENARIOS)} scenarios x "
                 f"{args.rounds} rounds x {args.duration:g} s ({loader.name})")
-            bench.throughput(plain, SCENARIOS, log)
+            bench.throughput(plain, SCENARIOS)
         logins = [c for c in bench.available if c in LOGIN_CONFIGS]
         if "login" not in args.skip and logins:
             say("login endpoint: auth_cert_login against the Python service")
             if len(logins) < 2:
                 warn("login comparison INCOMPLETE: login_module is not available")
-            bench.throughput(logins, [s for s in SCENARIOS if s.name in LOGIN_SCENARIOS], log)
-        nginx.stop()
+            bench.throughput(logins, [s for s in SCENARIOS if s.name in LOGIN_SCENARIOS])
+        for side in bench.servers.values():
+            side.stop()
         login.stop()
         data["runs"] = bench.runs
         if "memory" not in args.skip:
@@ -1091,7 +1531,8 @@ def main():
             say("callgrind: instructions per keep-alive request and per new connection")
             data["callgrind"] = measure_callgrind(bench, cg_configs, server_cpu)
     finally:
-        nginx.stop()
+        for side in bench.servers.values():
+            side.stop()
         login.stop()
         data["runs"] = bench.runs
         data["failures"] = bench.failures

@@ -4,6 +4,19 @@ from html import escape
 from pathlib import Path
 
 LOGIN = ("login_python", "login_module")
+# Instructions per token signature when the module signed with the RustCrypto crates (p256,
+# ed25519-dalek, rsa), from the run of 2026-11-30 04:07 UTC (20261130T040712Z.json): per new connection (a full
+# handshake and one request, which signs one token), token_<alg> minus identity:
+# ES256 9,656,562 - 7,643,866, EdDSA 7,922,994 - 7,643,866, RS256 32,439,817 - 7,643,866.
+SIGNATURE_BEFORE_DATE = "2026-11-30"
+SIGNATURE_BEFORE = {"token_es256": 2_012_696, "token_eddsa": 279_128, "token_rs256": 24_795_951}
+# The configuration a signature's cost is measured against.
+SIGNATURE_REFERENCE = "identity"
+
+
+def peers(data):
+    """The names of the other servers' configurations (HAProxy, Apache) in a run."""
+    return [name for name, c in data["configs"].items() if c.get("peer")]
 # The kinds of memory measurement (the `kind` of bench.py's memory results), in table order.
 MEMORY_KINDS = {"same_certificate": "one certificate for all connections",
                 "certificate_per_connection": "a certificate per connection"}
@@ -20,9 +33,10 @@ def verdict(row):
 
 
 def throughput_rows(data):
+    """The rows of the main table: the nginx configurations (the peers have their own)."""
     order_s = list(data["scenarios"])
     order_c = list(data["configs"])
-    rows = [r for r in data.get("summary", [])]
+    rows = [r for r in data.get("summary", []) if r["config"] not in peers(data)]
     rows.sort(key=lambda r: (r["config"] in LOGIN, order_s.index(r["scenario"])
                              if r["scenario"] in order_s else 99,
                              order_c.index(r["config"]) if r["config"] in order_c else 99))
@@ -55,7 +69,7 @@ def table_lines(data, markdown):
                      fmt(r.get("p50_ms"), ".2f"), fmt(r.get("p99_ms"), ".2f"),
                      ratio_text, target_text, state])
     for name, c in data["configs"].items():
-        if not c["available"]:
+        if not c["available"] and not c.get("peer"):
             rows.append(["all", name, "NOT AVAILABLE", "", "", "", "", c["error"] or ""])
     if markdown:
         lines.append("| " + " | ".join(head) + " |")
@@ -73,6 +87,58 @@ def table_lines(data, markdown):
             lines.append("  ".join(str(c).rjust(w) if i in (2, 3, 4, 5) else str(c).ljust(w)
                                    for i, (c, w) in enumerate(zip(row, widths))).rstrip())
     return lines
+
+
+def peer_lines(data, markdown):
+    """The module's reference configuration (`identity`) and each peer, per scenario: req/s,
+    latency, and the module's throughput over the peer's (median of the per-round ratios)."""
+    names = peers(data)
+    reference = data.get("peer_reference", "identity")
+    summary = {(r["config"], r["scenario"]): r for r in data.get("summary", [])}
+    rows = []
+    for scenario in data["scenarios"]:
+        if not any((name, scenario) in summary for name in names):
+            continue
+        for name in [reference] + names:
+            r = summary.get((name, scenario))
+            if r is None:
+                continue
+            ratio = r.get("reference_to_peer")
+            text = fmt(ratio, ".2f")
+            low, high = r.get("reference_to_peer_range") or (None, None)
+            if low is not None and high > low:
+                text += f" ({low:.2f}–{high:.2f})"
+            state = ""
+            if r.get("resumed_share") is not None:
+                state = f"({r['resumed_share']:.0%} resumed)"
+            if r.get("failed_rounds"):
+                state = (state + " " if state else "") + f"({r['failed_rounds']} FAILED rounds)"
+            rows.append([scenario, name if name in names else f"nginx + module ({name})",
+                         fmt(r.get("rps"), ",.0f"), fmt(r.get("p50_ms"), ".2f"),
+                         fmt(r.get("p99_ms"), ".2f"), text if name in names else "", state])
+    for name in names:
+        c = data["configs"][name]
+        if not c["available"]:
+            rows.append(["all", name, "NOT AVAILABLE", "", "", "", c["error"] or ""])
+    head = ["scenario", "server", "req/s", "p50 ms", "p99 ms", f"{reference} ÷ server", ""]
+    return simple_table(head, rows, markdown, left=2)
+
+
+def signature_lines(data, markdown):
+    """Instructions per token signature: a new connection (a full handshake) signs one token,
+    so the token configuration's instructions per new connection minus `identity`'s; against
+    the same figure from the run of SIGNATURE_BEFORE_DATE."""
+    per = {c["config"]: c["instructions_per"] for c in data.get("callgrind") or []
+           if c["kind"] == "connection"}
+    rows = []
+    for config, before in SIGNATURE_BEFORE.items():
+        after = per.get(config) - per[SIGNATURE_REFERENCE] if config in per and \
+            SIGNATURE_REFERENCE in per else None
+        rows.append([config, f"{before:,}", fmt(after, ",.0f"),
+                     fmt(after / before if after is not None else None, ".2f")])
+    head = ["configuration", f"per signature, {SIGNATURE_BEFORE_DATE}", "this run",
+            "this run ÷ before"]
+    return simple_table(head, rows, markdown)
 
 
 def memory_lines(data, markdown):
@@ -134,12 +200,20 @@ def print_table(data):
           "login_module to login_python):")
     for line in table_lines(data, markdown=False):
         print("  " + line)
+    print(f"\nPeers (the same job on the same core; {data.get('peer_reference', 'identity')} "
+          "÷ server: median of the per-round ratios):")
+    for line in peer_lines(data, markdown=False):
+        print("  " + line)
     print("\nMemory (nginx worker RSS):")
     for line in memory_lines(data, markdown=False):
         print("  " + line)
     print("\nInstructions (callgrind; a new connection = full handshake + one request, "
           "a resumed one = session cache + one request):")
     for line in callgrind_lines(data, markdown=False):
+        print("  " + line)
+    print("\nInstructions per token signature (per new connection, token_<alg> minus "
+          f"{SIGNATURE_REFERENCE}):")
+    for line in signature_lines(data, markdown=False):
         print("  " + line)
     print()
 
@@ -196,6 +270,20 @@ METHOD = """\
   streams), a new connection per request with a full handshake (server: `ssl_session_cache
   off; ssl_session_tickets off`, since oha always resumes), and a new connection per request
   with a resumed session (server: session cache on, tickets off).
+- `identity_zone` needs `auth_cert_zone` in the http block, where it would count the requests
+  of every other configuration too: it runs in a second nginx like the first (one worker on
+  the same CPU), whose servers also hold an `auth_cert_metrics` location, not requested during
+  the runs (the counting happens on every request anyway).
+- **Peers**: HAProxy and Apache do the same job on the same CPU: TLS with client certificate
+  verification, the identity from the subject into an `X-User` response header, a fixed 200
+  answer. HAProxy ({haproxy}): one thread (`nbthread 1`), `verify required`, the identity from
+  `ssl_c_s_dn(UID)`, else `ssl_c_s_dn(CN)`, answered by `http-request return`. Apache
+  ({apache}): mod_ssl and the event MPM, one process with 64 threads, `SSLVerifyClient
+  require`, `SSLUserName SSL_CLIENT_S_DN_UID`, `Header set X-User` from it, a 2-byte static
+  file. Each runs as two instances, one per listener as nginx's two servers, since both set
+  the session cache for the whole process: one with a session cache (tickets off), one
+  without resumption. They are measured over HTTP/1.1 in the keep-alive, full-handshake and
+  resumed scenarios, in the same rounds as the other configurations.
 - Each round runs every scenario over every configuration, in reverse order every other round;
   the table shows medians over rounds, and each ratio is the median of the per-round ratios to
   the baseline.
@@ -203,7 +291,12 @@ METHOD = """\
   must show the run's requests with status 200, `$ssl_client_verify` SUCCESS,
   `$auth_cert_status` ok (module configurations), no resumed session in full-handshake runs
   and resumed sessions in resumption runs. Before measuring, curl checks over HTTP/1.1 and
-  HTTP/2 that each location answers with the expected identity or token.
+  HTTP/2 that each location answers with the expected identity or token. The peers are
+  checked alike from their own counts: HAProxy's frontend counters (statistics socket:
+  responses by class, TLS sessions new and reused, failed handshakes), Apache's access log
+  (status, `SSL_SESSION_RESUMED`, `SSL_CLIENT_VERIFY`, the connection's request count; written
+  unbuffered, one write per request, since a buffered log keeps lines in each thread's buffer),
+  and curl checks that their answer carries the identity.
 - **Login**: `auth_cert_login` against nginx forwarding `$ssl_client_escaped_cert` to a Python
   service (`bench/login_service.py`: gunicorn, {login_workers} sync workers, gunicorn's advice
   of 2 × cores + 1 for the one core they share with nginx, pinned to it; `cryptography`
@@ -217,13 +310,21 @@ METHOD = """\
   module shares one parsed certificate between the connections that present the same
   certificate, the first shows the sharing and the second the worst case. The bytes added by
   the module are against the baseline of the same kind.
-- **Instructions**: nginx as a single process under `valgrind --tool=callgrind`, counting
-  instructions executed by nginx, OpenSSL and the module, free of timing noise. Per
+- **Instructions**: nginx as a single process with the measured location alone under
+  `valgrind --tool=callgrind`, counting instructions executed by nginx, OpenSSL and the
+  module, free of timing noise. Per
   keep-alive request: one connection is warmed up, the counters are zeroed, {cg_requests}
   requests are sent on it and the counters dumped. Per new connection: the same with
   {cg_connections} connections made one after the other, each a full handshake (the client
   never resumes) and one request. Per resumed connection: the same, each connection resuming
-  the session of the one before from nginx's shared session cache.
+  the session of the one before from nginx's shared session cache. HAProxy runs the same way
+  (`haproxy -db`, one thread). Apache runs as `apache2 -X` (one process), as the user it would
+  serve as, where callgrind_control cannot reach it: it is counted from start to exit twice,
+  with N and with 2N requests or connections, and the difference divided by N, which leaves
+  out start-up, warm-up and shutdown.
+- **Per token signature**: a new connection with a token configuration is a new
+  authentication and signs one token, so its instructions per new connection minus those of
+  `identity` are the cost of one signature.
 """
 
 
@@ -270,17 +371,44 @@ def write_docs(data, docs: Path, json_name):
         "",
     ]
     for name, c in data["configs"].items():
+        if c.get("peer"):
+            continue
         directives = " ".join(c["directives"].split()) or "(no module directive)"
+        if c.get("http"):
+            directives = f"{c['http']} (http)` + `{directives}"
         state = "" if c["available"] else f" — **not available in this build**: {c['error']}"
         lines.append(f"- `{name}`: {c['title']}: `{directives}`{state}")
+    if peers(data):
+        versions = m.get("peers") or {}
+        lines += ["", "## Peers", "",
+                  "The same job done by other servers on the same core (TLS with client "
+                  "certificate verification, the identity in a response header, a fixed 200 "
+                  "answer), alternated with the other configurations in every round. The last "
+                  f"column is the module's `{data.get('peer_reference', 'identity')}` "
+                  "throughput over the server's, the median of the per-round ratios.", "",
+                  *peer_lines(data, markdown=True), ""]
+        for name in peers(data):
+            c = data["configs"][name]
+            version = f" ({versions[name]})" if name in versions else ""
+            lines.append(f"- `{name}`{version}: {c['title']}")
     lines += ["", "## Memory", "", *memory_lines(data, markdown=True), "",
-              "## Instructions (callgrind)", "", *callgrind_lines(data, markdown=True), ""]
+              "## Instructions (callgrind)", "", *callgrind_lines(data, markdown=True), "",
+              "Per token signature: a new connection is a full handshake and a new "
+              "authentication, which signs one token, so a signature costs the token "
+              "configuration's instructions per new connection minus those of "
+              f"`{SIGNATURE_REFERENCE}`. The first column is that figure from the run of "
+              f"{SIGNATURE_BEFORE_DATE}, when the module signed with the RustCrypto crates (p256, "
+              "ed25519-dalek, rsa).", "",
+              *signature_lines(data, markdown=True), ""]
     notes = Path(__file__).with_name("NOTES.md")
     if notes.exists():
         lines += ["## Notes", "", notes.read_text().strip(), ""]
     if data.get("failures"):
         lines += ["## Failed checks", ""] + [f"- {escape(f)}" for f in data["failures"]] + [""]
+    versions = m.get("peers") or {}
     lines.append(METHOD.format(nginx=m["nginx"], server_cpu=s["server_cpu"],
+                               haproxy=versions.get("haproxy", "not measured"),
+                               apache=versions.get("apache", "not measured"),
                                client_cpu=s["client_cpu"], login_workers=s["login_workers"],
                                connections=s["idle_connections"],
                                cg_requests=cg_count(data, "request"),
