@@ -72,7 +72,7 @@ http {{
 
 PATHS = ["/app", "/token", "/deny", "/app", "/vars", "/token"]
 STALE = 2
-# seconds each client thread waits after a request: a bounded load (about 150 requests per
+# seconds each client thread waits after a request: a bounded load (about 170 requests per
 # second in all), so that the soak does not take both cores
 PACE = {"keepalive": 0.02, "forwarded": 0.02, "newconn": 0.05, "resume": 0.05, "h2": 0.5,
         "reauth": 0.05}
