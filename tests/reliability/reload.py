@@ -22,6 +22,9 @@ from loadgen import Load
 OID_A = "1.3.6.1.4.1.99999.7.1"
 OID_B = "1.3.6.1.4.1.99999.7.2"
 PATHS = ["/app", "/policy", "/token", "/app"]
+# auth_cert_max_age of /stale, the location of the `reauth` clients: short, since a reload
+# ends every keep-alive connection (one every 2 to 3 s here) and a connection must outlive it
+STALE_AGE = 1
 
 
 def config(gen, port, fwd_port, module):
@@ -35,8 +38,9 @@ def config(gen, port, fwd_port, module):
         tok = f"auth_cert on; auth_cert_token_key token-{gen % 2}.key kid=k{gen % 2};"
         check = "$auth_cert_token"
         fwd = f"auth_cert on; auth_cert_header X-Client-Cert from=127.0.0.1 ca={ca};"
+        stale = f"auth_cert on; auth_cert_max_age {STALE_AGE}s; auth_cert_stale reauth;"
     else:
-        age = app = pol = tok = fwd = ""
+        age = app = pol = tok = fwd = stale = ""
         check = "none"
     return f"""{globals_(module)}
 pid nginx.pid;
@@ -61,6 +65,7 @@ http {{
         location = /policy {{ {pol} add_header X-Gen {gen} always; alias ok.txt; }}
         location = /token {{ {tok} add_header X-Gen {gen} always;
                             add_header X-Check {check} always; alias ok.txt; }}
+        location = /stale {{ {stale} add_header X-Gen {gen} always; alias ok.txt; }}
     }}
     server {{
         listen 127.0.0.1:{fwd_port};
@@ -71,13 +76,20 @@ http {{
 """
 
 
-def expected(path, gen, module):
-    """(status, X-Check) an answer of generation `gen` must have."""
+def expected(path, gen, module, kind="", verdict=""):
+    """(statuses, X-Check) an answer of generation `gen` must have."""
+    if kind == "reauth":
+        # the loadgen's verdict from the connection's age (see loadgen.reauth_verdict)
+        if not module:
+            return {200}, ""
+        return {"fresh": {200}, "stale": {307}, "edge": {200, 307}}.get(verdict, set()), ""
+    if kind == "forwarded":
+        return {200}, "none"
     if path == "/token":
-        return 200, (f"k{gen % 2}" if module else "none")
+        return {200}, (f"k{gen % 2}" if module else "none")
     if path == "/policy" and module:
-        return (200 if gen % 2 == 0 else 403), ""
-    return 200, ""
+        return {200 if gen % 2 == 0 else 403}, ""
+    return {200}, ""
 
 
 class Instance:
@@ -118,15 +130,18 @@ def write_cas(dirs, ca, gen):
         d.write(f"ca-{gen % 2}.pem", ca.pem + extra.pem)
 
 
-def run_phase(part, label, mod, plain, ca, seconds, events, action):
+def run_phase(part, label, mod, plain, ca, seconds, events, action, redirects=True):
     """Load on both instances for `seconds` while `events` actions happen at even intervals;
-    then the checks."""
+    then the checks. `redirects`: the module instance must have sent re-authentication
+    redirects (not required while the module is removed every other generation)."""
     loads = []
     for inst in (mod, plain):
         d = inst.n
         fwd_value = urllib.parse.quote(open(d.path("client.crt")).read(), safe="").encode()
         load = Load(inst.port, d.path("client.crt"), d.path("client.key"), PATHS,
-                    fwd_port=inst.fwd_port, fwd_value=fwd_value)
+                    fwd_port=inst.fwd_port, fwd_value=fwd_value,
+                    kinds=("keepalive", "newconn", "resume", "h2", "reauth"),
+                    reauth_path="/stale", reauth_age=STALE_AGE, pace={"reauth": 0.01})
         loads.append(load)
         load.start()
     interval = seconds / (events + 1)
@@ -149,14 +164,13 @@ def run_phase(part, label, mod, plain, ca, seconds, events, action):
                 wrong += count
                 examples.append(f"{kind} {path} {status} without X-Gen")
                 continue
-            want_status, want_check = expected(path, g, inst.gen_module.get(g, inst.module))
-            if kind == "forwarded":
-                want_check = "none"
-                want_status = 200
-            if status != want_status or (want_check and check != want_check):
+            want_status, want_check = expected(path, g, inst.gen_module.get(g, inst.module),
+                                               kind, check)
+            if status not in want_status or (want_check and check != want_check):
                 wrong += count
-                examples.append(f"{kind} {path} gen {g}: {status} {check!r}, expected "
-                                f"{want_status} {want_check!r} (x{count})")
+                what = f"verdict {check}" if kind == "reauth" else repr(check)
+                examples.append(f"{kind} {path} gen {g}: {status} {what}, expected "
+                                f"{sorted(want_status)} {want_check!r} (x{count})")
         total = sum(load.requests.values())
         errors = sum(load.errors.values())
         tag = "module" if inst.module else "plain"
@@ -168,9 +182,15 @@ def run_phase(part, label, mod, plain, ca, seconds, events, action):
         signals = [l for l in log.splitlines() if "exited on signal" in l]
         part.check(not signals, f"{label} {tag}: {len(signals)} 'exited on signal' lines: "
                                 f"{signals[:2]}")
+        if inst.module and redirects:
+            stale = sum(c for (kind, _, st, _, _), c in load.answers.items()
+                        if kind == "reauth" and st == 307)
+            part.check(stale > 0, f"{label} {tag}: no re-authentication redirect")
+        reauth = (sum(c for (kind, _, st, _, v), c in load.answers.items()
+                      if kind == "reauth" and st == 307), load.followed)
         results.append((tag, total, errors, dict(load.requests), dict(load.errors),
-                        sum(load.resumed.values()), len(signals)))
-    (_, mt, me, mreq, merr, mres, _), (_, pt, pe, preq, perr, pres, _) = results
+                        sum(load.resumed.values()), len(signals), reauth))
+    (_, mt, me, mreq, merr, mres, _, (m307, mfol)), (_, pt, pe, preq, perr, pres, _, _) = results
     for kind in set(merr) | set(perr):
         m, p = merr.get(kind, 0), perr.get(kind, 0)
         mr, pr = mreq.get(kind, 1), preq.get(kind, 1)
@@ -178,7 +198,8 @@ def run_phase(part, label, mod, plain, ca, seconds, events, action):
         part.check(m / max(mr, 1) <= 2 * p / max(pr, 1) + 0.002,
                    f"{label}: {kind} transport errors, module {m} of {mr}, plain {p} of {pr}")
     part.figure(f"{label}: {events} events in {seconds}s; module {mt} req ({fmt(mreq)}), "
-                f"{me} transport errors ({fmt(merr)}), {mres} resumed; plain {pt} req "
+                f"{me} transport errors ({fmt(merr)}), {mres} resumed, {m307} re-authentication "
+                f"redirects ({mfol} followed); plain {pt} req "
                 f"({fmt(preq)}), {pe} transport errors ({fmt(perr)}), {pres} resumed")
 
 
@@ -256,7 +277,7 @@ def main():
             inst.n.reload()
 
     run_phase(part, "module removed/re-added", mod, plain, ca, up_seconds, 4 if QUICK else 6,
-              toggle)
+              toggle, redirects=False)
 
     for inst in (mod, plain):
         inst.n.stop()

@@ -10,7 +10,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import Part, cleanup  # noqa: E402
 
 MODULES = {"configs": "configs", "corpus": "corpus", "reload": "reload", "faults": "faults",
-           "memory": "memory", "official": "official"}
+           "memory": "memory", "official": "official", "soak": "soak"}
 
 name, out = sys.argv[1], sys.argv[2]
 try:
