@@ -17,9 +17,14 @@ pub const CACHE_ENTRIES: usize = 1024;
 /// [`CacheKey::cost`] counts them): a token with large claim values takes the room of several.
 pub const CACHE_BYTES: usize = 1024 * 1024;
 
-/// The hash table's bytes per entry beyond the entry itself: a control byte, and spare
-/// slots (the table is at most 7/8 full).
-const TABLE_OVERHEAD: usize = 16;
+/// The hash table's slots per entry, at most: a table that evicts one entry per insertion
+/// fills with tombstones and, holding more than half of its slots, grows once more rather than
+/// rehash in place, to up to four slots per entry.
+const TABLE_SLOTS_PER_ENTRY: usize = 4;
+
+/// One slot of the table: the two boxes, and a control byte. The key and the entry live in
+/// their boxes, so that the spare slots stay small.
+const SLOT_BYTES: usize = size_of::<(Box<CacheKey>, Box<Entry>)>() + 1;
 
 /// What makes two requests' tokens interchangeable: the same token settings (key, TTL,
 /// issuer, audience, claim names), the same authentication (identity, certificate and the
@@ -58,12 +63,13 @@ impl CacheKey {
         }
     }
 
-    /// The bytes an entry with this key and `issued` takes: its slot in the hash table (with
-    /// the table's control byte and spare room), the identity (shared with the request that
-    /// made the entry, but it may outlive it), the claim values and the token.
+    /// The bytes an entry with this key and `issued` takes: its slots in the hash table, the
+    /// key and the entry in their boxes, the identity (shared with the request that made the
+    /// entry, but it may outlive it), the claim values and the token.
     fn cost(&self, issued: &Issued) -> usize {
-        size_of::<(CacheKey, Entry)>()
-            + TABLE_OVERHEAD
+        TABLE_SLOTS_PER_ENTRY * SLOT_BYTES
+            + size_of::<CacheKey>()
+            + size_of::<Entry>()
             + 2 * size_of::<usize>()
             + self.identity.len()
             + self
@@ -86,7 +92,7 @@ struct Entry {
 /// The tokens of one worker: a bounded cache, least recently used first out.
 #[derive(Debug)]
 pub struct TokenCache {
-    entries: HashMap<CacheKey, Entry>,
+    entries: HashMap<Box<CacheKey>, Box<Entry>>,
     clock: u64,
     bytes: usize,
     max_entries: usize,
@@ -125,6 +131,17 @@ impl TokenCache {
         self.bytes
     }
 
+    /// The bytes of its hash table: every bucket (the table holds at most 7/8 of them) with
+    /// its control byte.
+    pub fn table_bytes(&self) -> usize {
+        table_bytes(&self.entries)
+    }
+
+    /// What the entries' costs count for the table.
+    pub fn table_bytes_counted(&self) -> usize {
+        self.entries.len() * TABLE_SLOTS_PER_ENTRY * SLOT_BYTES
+    }
+
     /// The token for `key`: the kept one while it is reusable, else a new one from `sign`,
     /// kept for the next requests of the same authentication.
     pub fn get_or_issue(
@@ -157,7 +174,7 @@ impl TokenCache {
             used: self.clock,
             cost,
         };
-        self.entries.insert(key, entry);
+        self.entries.insert(Box::new(key), Box::new(entry));
         Ok(issued)
     }
 
@@ -184,11 +201,16 @@ impl TokenCache {
                 .entries
                 .iter()
                 .min_by_key(|(_, entry)| entry.used)
-                .map(|(key, _)| key.clone())
+                .map(|(key, _)| CacheKey::clone(key))
             else {
                 break;
             };
             self.remove(&oldest);
         }
     }
+}
+
+fn table_bytes<K, V>(map: &HashMap<K, V>) -> usize {
+    let buckets = (map.capacity() * 8).div_ceil(7).next_power_of_two();
+    buckets * (size_of::<(K, V)>() + 1)
 }

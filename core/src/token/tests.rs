@@ -632,6 +632,27 @@ fn cache_is_bounded_least_recently_used_first_out() {
 }
 
 #[test]
+fn cache_table_stays_within_what_its_cost_counts() {
+    // A full cache evicts one token per new one: the table's tombstones make it grow once
+    // more (after about ten thousand insertions with 1,024 entries, to 4,096 buckets), then
+    // never again. The cost of an entry counts four slots of the table: the slots must stay
+    // small (boxes) for that to hold.
+    let rig = CacheRig::new();
+    let mut cache = TokenCache::default();
+    for i in 0..20 * CACHE_ENTRIES {
+        rig.get(&mut cache, 1000, rig.key(&format!("k{i}")));
+    }
+    assert_eq!(cache.len(), CACHE_ENTRIES);
+    assert!(cache.bytes() <= CACHE_BYTES);
+    assert!(
+        cache.table_bytes() <= cache.table_bytes_counted(),
+        "the table takes {} bytes, the costs count {}",
+        cache.table_bytes(),
+        cache.table_bytes_counted()
+    );
+}
+
+#[test]
 fn cache_drops_expired_tokens_before_reusable_ones() {
     let rig = CacheRig::new();
     let mut cache = TokenCache::with_bounds(2, usize::MAX);
