@@ -9,9 +9,9 @@ use ngx::core::Status;
 use ngx::ffi::{
     add_to_ngx_table, ngx_conf_t, ngx_delete_posted_event, ngx_event_t, ngx_http_add_variable,
     ngx_http_complex_value_t, ngx_http_finalize_request, ngx_http_request_t,
-    ngx_http_run_posted_requests, ngx_http_send_response, ngx_int_t, ngx_list_part_t,
-    ngx_list_push, ngx_pcalloc, ngx_pool_cleanup_add, ngx_post_event, ngx_posted_events, ngx_str_t,
-    ngx_table_elt_t, ngx_uint_t, ngx_variable_value_t, NGX_HTTP_VAR_NOCACHEABLE,
+    ngx_http_run_posted_requests, ngx_http_send_response, ngx_int_t, ngx_list_push, ngx_pcalloc,
+    ngx_pool_cleanup_add, ngx_post_event, ngx_posted_events, ngx_str_t, ngx_table_elt_t,
+    ngx_uint_t, ngx_variable_value_t, NGX_HTTP_VAR_NOCACHEABLE,
 };
 use ngx::http::{HTTPStatus, Request};
 
@@ -188,23 +188,9 @@ pub fn add_response_header(r: &mut Request, key: &str, value: &str) -> bool {
 
 /// The value of the request's first `name` header (names compare case-insensitively).
 pub fn request_header<'a>(r: &'a Request, name: &str) -> Option<&'a [u8]> {
-    let r: &ngx_http_request_t = r.as_ref();
-    let mut part: *const ngx_list_part_t = &raw const r.headers_in.headers.part;
-    // SAFETY: the parts and elements of the request's valid header list, which lives as long
-    // as the request.
-    unsafe {
-        while let Some(p) = part.as_ref() {
-            let elts = p.elts.cast::<ngx_table_elt_t>();
-            for i in 0..p.nelts {
-                let h = &*elts.add(i);
-                if h.key.as_bytes().eq_ignore_ascii_case(name.as_bytes()) {
-                    return Some(h.value.as_bytes());
-                }
-            }
-            part = p.next;
-        }
-    }
-    None
+    r.headers_in_iterator()
+        .find(|(key, _)| key.as_bytes().eq_ignore_ascii_case(name.as_bytes()))
+        .map(|(_, value)| value.as_bytes())
 }
 
 /// Sets a variable's value to `value`, which must live as long as the request.
